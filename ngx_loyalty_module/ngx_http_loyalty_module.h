@@ -1,0 +1,138 @@
+/*
+ * Copyright (C) ngx_loyalty_module authors
+ */
+
+
+#ifndef _NGX_HTTP_LOYALTY_MODULE_H_INCLUDED_
+#define _NGX_HTTP_LOYALTY_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/* $loyalty_status values; NONE: the lookup has not ended yet */
+typedef enum {
+    NGX_HTTP_LOYALTY_NONE = 0,
+    NGX_HTTP_LOYALTY_OK,
+    NGX_HTTP_LOYALTY_ANONYMOUS,
+    NGX_HTTP_LOYALTY_INVALID,
+    NGX_HTTP_LOYALTY_UNKNOWN,
+    NGX_HTTP_LOYALTY_TIMEOUT,
+    NGX_HTTP_LOYALTY_ERROR
+} ngx_http_loyalty_status_e;
+
+
+/* how a Redis command ended, as told to its handler */
+#define NGX_HTTP_LOYALTY_REDIS_REPLY    0
+#define NGX_HTTP_LOYALTY_REDIS_TIMEOUT  1
+#define NGX_HTTP_LOYALTY_REDIS_FAILED   2
+
+
+/* reply types, as in RESP2 */
+#define NGX_HTTP_LOYALTY_REPLY_STRING   1
+#define NGX_HTTP_LOYALTY_REPLY_ARRAY    2
+#define NGX_HTTP_LOYALTY_REPLY_INTEGER  3
+#define NGX_HTTP_LOYALTY_REPLY_NIL      4
+#define NGX_HTTP_LOYALTY_REPLY_STATUS   5
+#define NGX_HTTP_LOYALTY_REPLY_ERROR    6
+
+
+typedef struct ngx_http_loyalty_reply_s      ngx_http_loyalty_reply_t;
+typedef struct ngx_http_loyalty_redis_s      ngx_http_loyalty_redis_t;
+typedef struct ngx_http_loyalty_redis_cmd_s  ngx_http_loyalty_redis_cmd_t;
+
+
+/*
+ * A Redis reply as the handler sees it: strings point into hiredis's
+ * memory and are valid only while the handler runs, so it copies what it
+ * keeps; element arrays come from the pool given with the command.
+ */
+struct ngx_http_loyalty_reply_s {
+    ngx_uint_t                     type;
+    ngx_str_t                      str;       /* string, status, error */
+    int64_t                        integer;
+    ngx_uint_t                     nelts;
+    ngx_http_loyalty_reply_t      *elts;
+};
+
+
+/*
+ * Called once per command: with a reply, or when it timed out or failed
+ * (err says why).  Never called after the command was cancelled.
+ */
+typedef void (*ngx_http_loyalty_redis_handler_pt)(void *data, ngx_int_t rc,
+    ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
+
+
+typedef struct {
+    ngx_array_t                    backends;  /* ngx_http_loyalty_redis_t * */
+} ngx_http_loyalty_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                     enable;
+    ngx_http_loyalty_redis_t      *redis;
+    ngx_msec_t                     timeout;
+    ngx_msec_t                     connect_timeout;
+    ngx_str_t                      cookie;
+    ngx_str_t                      key_prefix;
+    ngx_flag_t                     upstream_headers;
+    ngx_flag_t                     response_headers;
+} ngx_http_loyalty_loc_conf_t;
+
+
+/*
+ * The lookup's state and result.  It lives in a cleanup of r->pool, so
+ * an internal redirect (which zeroes r->ctx) finds it again and does not
+ * query Redis twice.
+ */
+typedef struct {
+    ngx_http_request_t            *request;
+    ngx_http_loyalty_redis_cmd_t  *cmd;       /* pending command or NULL */
+    ngx_event_t                    resume;    /* posted when the lookup ends */
+    ngx_msec_t                     start;
+
+    ngx_http_loyalty_status_e      status;
+    ngx_str_t                      id;
+    ngx_str_t                      tier;
+    ngx_str_t                      points;
+
+    unsigned                       waiting:1;
+    unsigned                       done:1;
+} ngx_http_loyalty_ctx_t;
+
+
+extern ngx_module_t  ngx_http_loyalty_module;
+
+
+/* ngx_http_loyalty_module.c */
+ngx_http_loyalty_ctx_t *ngx_http_loyalty_get_ctx(ngx_http_request_t *r);
+
+/* ngx_http_loyalty_cookie.c */
+ngx_http_loyalty_status_e ngx_http_loyalty_cookie_id(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_str_t *id);
+
+/* ngx_http_loyalty_filter.c */
+ngx_int_t ngx_http_loyalty_filter_init(ngx_conf_t *cf);
+
+/* ngx_http_loyalty_redis.c */
+ngx_http_loyalty_redis_t *ngx_http_loyalty_redis_add(ngx_conf_t *cf,
+    ngx_str_t *address);
+void ngx_http_loyalty_redis_use(ngx_http_loyalty_redis_t *rd,
+    ngx_msec_t connect_timeout);
+ngx_str_t *ngx_http_loyalty_redis_name(ngx_http_loyalty_redis_t *rd);
+ngx_int_t ngx_http_loyalty_redis_send(ngx_http_loyalty_redis_t *rd,
+    ngx_pool_t *pool, ngx_log_t *log, ngx_msec_t timeout,
+    ngx_uint_t argc, ngx_str_t *argv,
+    ngx_http_loyalty_redis_handler_pt handler, void *data,
+    ngx_http_loyalty_redis_cmd_t **cmdp, ngx_str_t *err);
+void ngx_http_loyalty_redis_cancel(ngx_http_loyalty_redis_cmd_t *cmd);
+ngx_int_t ngx_http_loyalty_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_loyalty_main_conf_t *lmcf);
+void ngx_http_loyalty_redis_exit_process(ngx_cycle_t *cycle,
+    ngx_http_loyalty_main_conf_t *lmcf);
+
+
+#endif /* _NGX_HTTP_LOYALTY_MODULE_H_INCLUDED_ */

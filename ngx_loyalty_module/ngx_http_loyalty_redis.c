@@ -1,0 +1,1034 @@
+/*
+ * Copyright (C) ngx_loyalty_module authors
+ *
+ * The only user of hiredis.  hiredis's async API runs on nginx's event
+ * loop here: each redisAsyncContext's socket is an ngx_connection_t
+ * registered level-triggered (redisBufferRead reads at most 16 KiB per
+ * call and hides EAGAIN, so edge-triggered events would stall), commands
+ * written during one event-loop pass leave in one write(2) from a posted
+ * event, and every timeout is an nginx timer (hiredis 0.14 has none).
+ *
+ * Each worker keeps a small pool of connections per Redis node, connected
+ * in init_process and reconnected with backoff.  A backend is what a
+ * loyalty_redis directive names; it routes each command to a node by its
+ * key (today a single node: the place where cluster slot routing goes).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "ngx_http_loyalty_module.h"
+
+
+#define NGX_HTTP_LOYALTY_REDIS_POOL         2      /* connections per node */
+#define NGX_HTTP_LOYALTY_REDIS_MAX_ARGS     16
+#define NGX_HTTP_LOYALTY_REDIS_BACKOFF_MIN  10     /* ms */
+#define NGX_HTTP_LOYALTY_REDIS_BACKOFF_MAX  1000   /* ms */
+
+/*
+ * A connection whose oldest command has waited this long (ms) without a
+ * reply is dropped and reconnected: Redis is hung, and keeping it would
+ * pile up commands without bound.
+ */
+#define NGX_HTTP_LOYALTY_REDIS_STALL        1000
+
+
+typedef struct ngx_http_loyalty_redis_node_s  ngx_http_loyalty_redis_node_t;
+typedef struct ngx_http_loyalty_redis_conn_s  ngx_http_loyalty_redis_conn_t;
+
+
+struct ngx_http_loyalty_redis_conn_s {
+    redisAsyncContext               *ac;
+    ngx_connection_t                *connection;
+    ngx_http_loyalty_redis_node_t   *node;
+    ngx_queue_t                      cmds;        /* sent, oldest first */
+    ngx_event_t                      flush;       /* one write per pass */
+    ngx_event_t                      reconnect;
+    ngx_msec_t                       backoff;
+    ngx_int_t                        failure;     /* why the last one ended */
+
+    unsigned                         connected:1;
+    unsigned                         writing:1;   /* inside a hiredis write */
+    unsigned                         closing:1;   /* we dropped it */
+};
+
+
+struct ngx_http_loyalty_redis_node_s {
+    ngx_str_t                        name;        /* for logs */
+    ngx_str_t                        host;        /* IP or unix path, NUL */
+    int                              port;        /* 0: unix socket */
+    ngx_msec_t                       connect_timeout;
+    ngx_uint_t                       next;        /* round robin */
+    ngx_log_t                       *log;
+    ngx_http_loyalty_redis_conn_t    conns[NGX_HTTP_LOYALTY_REDIS_POOL];
+    unsigned                         exiting:1;
+};
+
+
+struct ngx_http_loyalty_redis_s {
+    ngx_str_t                        name;
+    ngx_http_loyalty_redis_node_t   *node;
+};
+
+
+struct ngx_http_loyalty_redis_cmd_s {
+    ngx_queue_t                        queue;     /* in conn->cmds */
+    ngx_http_loyalty_redis_conn_t     *conn;
+    ngx_http_loyalty_redis_handler_pt  handler;   /* NULL: nobody waits */
+    void                              *data;
+    ngx_pool_t                        *pool;
+    ngx_event_t                        timer;
+    ngx_msec_t                         sent;
+};
+
+
+static ngx_http_loyalty_redis_conn_t *ngx_http_loyalty_redis_pick(
+    ngx_http_loyalty_redis_node_t *node);
+static void ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac,
+    void *r, void *privdata);
+static ngx_int_t ngx_http_loyalty_redis_view(ngx_pool_t *pool,
+    redisReply *rr, ngx_http_loyalty_reply_t *reply);
+static void ngx_http_loyalty_redis_timeout_handler(ngx_event_t *ev);
+static void ngx_http_loyalty_redis_drop(ngx_http_loyalty_redis_conn_t *conn,
+    ngx_int_t failure);
+
+static void ngx_http_loyalty_redis_connect(
+    ngx_http_loyalty_redis_conn_t *conn);
+static void ngx_http_loyalty_redis_connected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_loyalty_redis_disconnected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_loyalty_redis_reconnect_handler(ngx_event_t *ev);
+static void ngx_http_loyalty_redis_read_handler(ngx_event_t *ev);
+static void ngx_http_loyalty_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_loyalty_redis_flush_handler(ngx_event_t *ev);
+
+static void ngx_http_loyalty_redis_add_read(void *privdata);
+static void ngx_http_loyalty_redis_del_read(void *privdata);
+static void ngx_http_loyalty_redis_add_write(void *privdata);
+static void ngx_http_loyalty_redis_del_write(void *privdata);
+static void ngx_http_loyalty_redis_cleanup(void *privdata);
+
+static ngx_int_t ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf,
+    ngx_str_t *address, ngx_http_loyalty_redis_node_t *node);
+
+
+static ngx_str_t  ngx_http_loyalty_redis_unavailable =
+    ngx_string("not connected, waiting to reconnect");
+static ngx_str_t  ngx_http_loyalty_redis_timed_out = ngx_string("timed out");
+static ngx_str_t  ngx_http_loyalty_redis_stalled =
+    ngx_string("connection dropped: no reply in time");
+static ngx_str_t  ngx_http_loyalty_redis_closed =
+    ngx_string("connection closed");
+static ngx_str_t  ngx_http_loyalty_redis_nomem = ngx_string("out of memory");
+
+
+ngx_int_t
+ngx_http_loyalty_redis_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
+    ngx_log_t *log, ngx_msec_t timeout, ngx_uint_t argc, ngx_str_t *argv,
+    ngx_http_loyalty_redis_handler_pt handler, void *data,
+    ngx_http_loyalty_redis_cmd_t **cmdp, ngx_str_t *err)
+{
+    size_t                          lens[NGX_HTTP_LOYALTY_REDIS_MAX_ARGS];
+    ngx_uint_t                      i;
+    const char                     *args[NGX_HTTP_LOYALTY_REDIS_MAX_ARGS];
+    ngx_http_loyalty_redis_cmd_t   *cmd;
+    ngx_http_loyalty_redis_conn_t  *conn;
+    ngx_http_loyalty_redis_node_t  *node;
+
+    if (argc > NGX_HTTP_LOYALTY_REDIS_MAX_ARGS) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "loyalty redis command with %ui arguments", argc);
+        return NGX_ERROR;
+    }
+
+    /* one node per backend today; a cluster routes by argv[1], the key */
+
+    node = rd->node;
+
+    conn = ngx_http_loyalty_redis_pick(node);
+
+    if (conn == NULL) {
+        *err = ngx_http_loyalty_redis_unavailable;
+        return node->conns[0].failure;
+    }
+
+    cmd = ngx_calloc(sizeof(ngx_http_loyalty_redis_cmd_t), log);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < argc; i++) {
+        args[i] = (const char *) argv[i].data;
+        lens[i] = argv[i].len;
+    }
+
+    /* hiredis copies the command into its output buffer at once */
+
+    if (redisAsyncCommandArgv(conn->ac, ngx_http_loyalty_redis_reply_handler,
+                              cmd, (int) argc, args, lens)
+        != REDIS_OK)
+    {
+        ngx_free(cmd);
+        *err = ngx_http_loyalty_redis_closed;
+        return NGX_HTTP_LOYALTY_REDIS_FAILED;
+    }
+
+    cmd->conn = conn;
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->pool = pool;
+    cmd->sent = ngx_current_msec;
+
+    cmd->timer.handler = ngx_http_loyalty_redis_timeout_handler;
+    cmd->timer.data = cmd;
+    cmd->timer.log = log;
+
+    /* a command queued on a connection still being set up may also wait
+     * for the connect */
+
+    ngx_add_timer(&cmd->timer, conn->connected
+                               ? timeout
+                               : timeout + node->connect_timeout);
+
+    ngx_queue_insert_tail(&conn->cmds, &cmd->queue);
+
+    *cmdp = cmd;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "loyalty redis %V: sent %V, conn %p",
+                   &rd->name, &argv[0], conn);
+
+    return NGX_AGAIN;
+}
+
+
+void
+ngx_http_loyalty_redis_cancel(ngx_http_loyalty_redis_cmd_t *cmd)
+{
+    /*
+     * The requester is going away.  The command stays queued (its reply
+     * must still be read off the connection) and its timer keeps running
+     * as the connection's watchdog, so it must no longer point at the
+     * request's pool or log.
+     */
+
+    cmd->handler = NULL;
+    cmd->data = NULL;
+    cmd->pool = NULL;
+    cmd->timer.log = ngx_cycle->log;
+}
+
+
+static ngx_http_loyalty_redis_conn_t *
+ngx_http_loyalty_redis_pick(ngx_http_loyalty_redis_node_t *node)
+{
+    ngx_uint_t                      i, n;
+    ngx_http_loyalty_redis_conn_t  *conn, *connecting;
+
+    connecting = NULL;
+
+    for (i = 0; i < NGX_HTTP_LOYALTY_REDIS_POOL; i++) {
+        n = (node->next + i) % NGX_HTTP_LOYALTY_REDIS_POOL;
+        conn = &node->conns[n];
+
+        if (conn->ac == NULL || conn->closing) {
+            continue;
+        }
+
+        if (conn->connected) {
+            node->next = n + 1;
+            return conn;
+        }
+
+        if (connecting == NULL) {
+            connecting = conn;
+        }
+    }
+
+    return connecting;
+}
+
+
+static void
+ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                     *rr = r;
+    ngx_str_t                       err;
+    ngx_int_t                       rc;
+    ngx_http_loyalty_reply_t        reply;
+    ngx_http_loyalty_redis_cmd_t   *cmd;
+    ngx_http_loyalty_redis_conn_t  *conn;
+
+    cmd = privdata;
+    conn = cmd->conn;
+
+    ngx_queue_remove(&cmd->queue);
+
+    if (cmd->timer.timer_set) {
+        ngx_del_timer(&cmd->timer);
+    }
+
+    if (rr != NULL) {
+        /* Redis answers: the next failure starts the backoff afresh */
+        conn->backoff = 0;
+    }
+
+    if (cmd->handler == NULL) {
+        ngx_free(cmd);
+        return;
+    }
+
+    if (rr == NULL) {
+        if (conn->closing && conn->failure == NGX_HTTP_LOYALTY_REDIS_TIMEOUT)
+        {
+            rc = NGX_HTTP_LOYALTY_REDIS_TIMEOUT;
+            err = ngx_http_loyalty_redis_stalled;
+
+        } else {
+            rc = NGX_HTTP_LOYALTY_REDIS_FAILED;
+
+            if (ac->c.err) {
+                err.data = (u_char *) ac->c.errstr;
+                err.len = ngx_strlen(ac->c.errstr);
+
+            } else {
+                err = ngx_http_loyalty_redis_closed;
+            }
+        }
+
+        cmd->handler(cmd->data, rc, NULL, &err);
+
+    } else if (ngx_http_loyalty_redis_view(cmd->pool, rr, &reply) != NGX_OK) {
+        cmd->handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_FAILED, NULL,
+                     &ngx_http_loyalty_redis_nomem);
+
+    } else {
+        cmd->handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_REPLY, &reply, NULL);
+    }
+
+    ngx_free(cmd);
+}
+
+
+static ngx_int_t
+ngx_http_loyalty_redis_view(ngx_pool_t *pool, redisReply *rr,
+    ngx_http_loyalty_reply_t *reply)
+{
+    size_t  i;
+
+    ngx_memzero(reply, sizeof(ngx_http_loyalty_reply_t));
+
+    switch (rr->type) {
+
+    case REDIS_REPLY_STRING:
+        reply->type = NGX_HTTP_LOYALTY_REPLY_STRING;
+        break;
+
+    case REDIS_REPLY_STATUS:
+        reply->type = NGX_HTTP_LOYALTY_REPLY_STATUS;
+        break;
+
+    case REDIS_REPLY_ERROR:
+        reply->type = NGX_HTTP_LOYALTY_REPLY_ERROR;
+        break;
+
+    case REDIS_REPLY_INTEGER:
+        reply->type = NGX_HTTP_LOYALTY_REPLY_INTEGER;
+        reply->integer = rr->integer;
+        return NGX_OK;
+
+    case REDIS_REPLY_ARRAY:
+        reply->type = NGX_HTTP_LOYALTY_REPLY_ARRAY;
+        reply->nelts = rr->elements;
+
+        if (rr->elements == 0) {
+            return NGX_OK;
+        }
+
+        reply->elts = ngx_palloc(pool, rr->elements
+                                       * sizeof(ngx_http_loyalty_reply_t));
+        if (reply->elts == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < rr->elements; i++) {
+            if (ngx_http_loyalty_redis_view(pool, rr->element[i],
+                                            &reply->elts[i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        return NGX_OK;
+
+    default: /* REDIS_REPLY_NIL */
+        reply->type = NGX_HTTP_LOYALTY_REPLY_NIL;
+        return NGX_OK;
+    }
+
+    reply->str.data = (u_char *) rr->str;
+    reply->str.len = rr->len;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_loyalty_redis_timeout_handler(ngx_event_t *ev)
+{
+    ngx_queue_t                        *q;
+    ngx_http_loyalty_redis_cmd_t       *cmd, *oldest;
+    ngx_http_loyalty_redis_conn_t      *conn;
+    ngx_http_loyalty_redis_handler_pt   handler;
+
+    cmd = ev->data;
+    conn = cmd->conn;
+
+    if (cmd->handler) {
+        handler = cmd->handler;
+        cmd->handler = NULL;
+        cmd->timer.log = ngx_cycle->log;
+
+        handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_TIMEOUT, NULL,
+                &ngx_http_loyalty_redis_timed_out);
+
+        cmd->data = NULL;
+        cmd->pool = NULL;
+    }
+
+    /* the command stays queued: its late reply must still be consumed */
+
+    q = ngx_queue_head(&conn->cmds);
+    oldest = ngx_queue_data(q, ngx_http_loyalty_redis_cmd_t, queue);
+
+    if (conn->connected
+        && ngx_current_msec - oldest->sent >= NGX_HTTP_LOYALTY_REDIS_STALL)
+    {
+        ngx_log_error(NGX_LOG_ERR, conn->node->log, 0,
+                      "loyalty redis \"%V\" sent no reply for %M ms, "
+                      "reconnecting", &conn->node->name,
+                      ngx_current_msec - oldest->sent);
+
+        ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_TIMEOUT);
+    }
+}
+
+
+/* frees the connection's context: pending commands end with "failure" */
+
+static void
+ngx_http_loyalty_redis_drop(ngx_http_loyalty_redis_conn_t *conn,
+    ngx_int_t failure)
+{
+    if (conn->ac == NULL || conn->closing) {
+        return;
+    }
+
+    conn->closing = 1;
+    conn->failure = failure;
+
+    /* not inside a hiredis callback here: the free is immediate */
+
+    redisAsyncFree(conn->ac);
+}
+
+
+static void
+ngx_http_loyalty_redis_connect(ngx_http_loyalty_redis_conn_t *conn)
+{
+    ngx_event_t                    *rev, *wev;
+    ngx_connection_t               *c;
+    redisAsyncContext              *ac;
+    ngx_http_loyalty_redis_node_t  *node;
+
+    node = conn->node;
+
+    /*
+     * The host is a numeric address (checked at configuration time), so
+     * hiredis's getaddrinfo() does not block on DNS; connect() itself is
+     * non-blocking.
+     */
+
+    if (node->port) {
+        ac = redisAsyncConnect((char *) node->host.data, node->port);
+
+    } else {
+        ac = redisAsyncConnectUnix((char *) node->host.data);
+    }
+
+    if (ac == NULL) {
+        ngx_log_error(NGX_LOG_ERR, node->log, 0,
+                      "loyalty redis \"%V\": cannot allocate a context",
+                      &node->name);
+        goto failed;
+    }
+
+    if (ac->err) {
+        ngx_log_error(NGX_LOG_ERR, node->log, 0,
+                      "loyalty redis \"%V\" connect failed: %s",
+                      &node->name, ac->errstr);
+        redisAsyncFree(ac);
+        goto failed;
+    }
+
+    c = ngx_get_connection(ac->c.fd, node->log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        goto failed;
+    }
+
+    c->data = conn;
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+
+    rev = c->read;
+    wev = c->write;
+
+    rev->handler = ngx_http_loyalty_redis_read_handler;
+    wev->handler = ngx_http_loyalty_redis_write_handler;
+    rev->log = node->log;
+    wev->log = node->log;
+
+    conn->ac = ac;
+    conn->connection = c;
+    conn->connected = 0;
+    conn->closing = 0;
+    conn->writing = 0;
+
+    ac->data = conn;
+    ac->ev.data = conn;
+    ac->ev.addRead = ngx_http_loyalty_redis_add_read;
+    ac->ev.delRead = ngx_http_loyalty_redis_del_read;
+    ac->ev.addWrite = ngx_http_loyalty_redis_add_write;
+    ac->ev.delWrite = ngx_http_loyalty_redis_del_write;
+    ac->ev.cleanup = ngx_http_loyalty_redis_cleanup;
+
+    /* setting the connect callback arms the write event: the connect is
+     * complete when the socket becomes writable */
+
+    redisAsyncSetConnectCallback(ac, ngx_http_loyalty_redis_connected);
+    redisAsyncSetDisconnectCallback(ac, ngx_http_loyalty_redis_disconnected);
+
+    ngx_add_timer(wev, node->connect_timeout);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, node->log, 0,
+                   "loyalty redis \"%V\": connecting, fd:%d",
+                   &node->name, c->fd);
+
+    return;
+
+failed:
+
+    conn->failure = NGX_HTTP_LOYALTY_REDIS_FAILED;
+
+    if (!node->exiting) {
+        conn->backoff = ngx_min(ngx_max(conn->backoff * 2,
+                                        NGX_HTTP_LOYALTY_REDIS_BACKOFF_MIN),
+                                NGX_HTTP_LOYALTY_REDIS_BACKOFF_MAX);
+        ngx_add_timer(&conn->reconnect, conn->backoff);
+    }
+}
+
+
+static void
+ngx_http_loyalty_redis_connected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_loyalty_redis_conn_t  *conn;
+
+    conn = ac->data;
+
+    /*
+     * Never free the context here: hiredis 0.14 uses it afterwards.  On
+     * failure it frees it itself; ac->errstr is not set yet, c.errstr is.
+     */
+
+    if (status != REDIS_OK) {
+        ngx_log_error(NGX_LOG_ERR, conn->node->log, 0,
+                      "loyalty redis \"%V\" connect failed: %s",
+                      &conn->node->name, ac->c.errstr);
+        conn->failure = NGX_HTTP_LOYALTY_REDIS_FAILED;
+        conn->closing = 1;
+        return;
+    }
+
+    conn->connected = 1;
+
+    if (conn->connection->write->timer_set) {
+        ngx_del_timer(conn->connection->write);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->node->log, 0,
+                   "loyalty redis \"%V\": connected", &conn->node->name);
+}
+
+
+static void
+ngx_http_loyalty_redis_disconnected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_loyalty_redis_conn_t  *conn;
+
+    conn = ac->data;
+
+    /* a connection we dropped ourselves was logged when we did */
+
+    if (status != REDIS_OK && !conn->closing) {
+        ngx_log_error(NGX_LOG_ERR, conn->node->log, 0,
+                      "loyalty redis \"%V\" connection lost: %s",
+                      &conn->node->name,
+                      ac->c.err ? ac->c.errstr : "closed by peer");
+    }
+}
+
+
+static void
+ngx_http_loyalty_redis_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_http_loyalty_redis_conn_t  *conn;
+
+    conn = ev->data;
+
+    if (conn->ac != NULL || conn->node->exiting || ngx_exiting) {
+        return;
+    }
+
+    ngx_http_loyalty_redis_connect(conn);
+}
+
+
+static void
+ngx_http_loyalty_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t               *c;
+    ngx_http_loyalty_redis_conn_t  *conn;
+
+    c = ev->data;
+    conn = c->data;
+
+    /* may free the context (and close c) on EOF, reset or garbage */
+
+    redisAsyncHandleRead(conn->ac);
+}
+
+
+static void
+ngx_http_loyalty_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t               *c;
+    ngx_http_loyalty_redis_conn_t  *conn;
+
+    c = ev->data;
+    conn = c->data;
+
+    if (ev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, conn->node->log, NGX_ETIMEDOUT,
+                      "loyalty redis \"%V\" connect timed out",
+                      &conn->node->name);
+        ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_TIMEOUT);
+        return;
+    }
+
+    conn->writing = 1;
+    redisAsyncHandleWrite(conn->ac);
+    conn->writing = 0;
+}
+
+
+static void
+ngx_http_loyalty_redis_flush_handler(ngx_event_t *ev)
+{
+    ngx_http_loyalty_redis_conn_t  *conn;
+
+    conn = ev->data;
+
+    if (conn->ac == NULL) {
+        return;
+    }
+
+    conn->writing = 1;
+    redisAsyncHandleWrite(conn->ac);
+    conn->writing = 0;
+}
+
+
+static void
+ngx_http_loyalty_redis_add_read(void *privdata)
+{
+    ngx_http_loyalty_redis_conn_t  *conn = privdata;
+
+    ngx_event_t  *rev;
+
+    rev = conn->connection->read;
+
+    if (!rev->active) {
+        if (ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, conn->node->log, 0,
+                          "loyalty redis \"%V\": cannot add read event",
+                          &conn->node->name);
+        }
+    }
+}
+
+
+static void
+ngx_http_loyalty_redis_del_read(void *privdata)
+{
+    ngx_http_loyalty_redis_conn_t  *conn = privdata;
+
+    ngx_event_t  *rev;
+
+    rev = conn->connection->read;
+
+    if (rev->active) {
+        (void) ngx_del_event(rev, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_loyalty_redis_add_write(void *privdata)
+{
+    ngx_http_loyalty_redis_conn_t  *conn = privdata;
+
+    ngx_event_t  *wev;
+
+    wev = conn->connection->write;
+
+    if (wev->active) {
+        return;
+    }
+
+    /*
+     * A command was queued by a request: flush at the end of this
+     * event-loop pass, together with the commands other requests queue
+     * in the same pass.  The socket's write event is needed only while
+     * connecting or when a write did not take everything.
+     */
+
+    if (conn->connected && !conn->writing) {
+        if (!conn->flush.posted) {
+            ngx_post_event(&conn->flush, &ngx_posted_events);
+        }
+
+        return;
+    }
+
+    if (ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, conn->node->log, 0,
+                      "loyalty redis \"%V\": cannot add write event",
+                      &conn->node->name);
+    }
+}
+
+
+static void
+ngx_http_loyalty_redis_del_write(void *privdata)
+{
+    ngx_http_loyalty_redis_conn_t  *conn = privdata;
+
+    ngx_event_t  *wev;
+
+    wev = conn->connection->write;
+
+    if (wev->active) {
+        (void) ngx_del_event(wev, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/*
+ * hiredis is about to free the context (pending commands have had their
+ * NULL replies).  Undo ngx_get_connection(); nginx closes the fd, so
+ * hiredis must not close it again.
+ */
+
+static void
+ngx_http_loyalty_redis_cleanup(void *privdata)
+{
+    ngx_http_loyalty_redis_conn_t  *conn = privdata;
+
+    ngx_connection_t               *c;
+    ngx_http_loyalty_redis_node_t  *node;
+
+    c = conn->connection;
+
+    if (c == NULL) {
+        return;
+    }
+
+    node = conn->node;
+
+    /* hiredis ended it (EOF, reset, protocol error): a failure, not a
+     * timeout; our own drops set the cause already */
+
+    if (!conn->closing) {
+        conn->failure = NGX_HTTP_LOYALTY_REDIS_FAILED;
+    }
+
+    conn->ac->ev.cleanup = NULL;
+    conn->ac->c.fd = -1;
+    conn->ac = NULL;
+    conn->connection = NULL;
+    conn->connected = 0;
+    conn->closing = 0;
+
+    if (conn->flush.posted) {
+        ngx_delete_posted_event(&conn->flush);
+    }
+
+    ngx_close_connection(c);
+
+    if (node->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    conn->backoff = ngx_min(ngx_max(conn->backoff * 2,
+                                    NGX_HTTP_LOYALTY_REDIS_BACKOFF_MIN),
+                            NGX_HTTP_LOYALTY_REDIS_BACKOFF_MAX);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, node->log, 0,
+                   "loyalty redis \"%V\": reconnecting in %M ms",
+                   &node->name, conn->backoff);
+
+    ngx_add_timer(&conn->reconnect, conn->backoff);
+}
+
+
+ngx_int_t
+ngx_http_loyalty_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_loyalty_main_conf_t *lmcf)
+{
+    ngx_uint_t                      i, j;
+    ngx_http_loyalty_redis_t      **rdp;
+    ngx_http_loyalty_redis_conn_t  *conn;
+    ngx_http_loyalty_redis_node_t  *node;
+
+    rdp = lmcf->backends.elts;
+
+    for (i = 0; i < lmcf->backends.nelts; i++) {
+        node = rdp[i]->node;
+        node->log = cycle->log;
+
+        for (j = 0; j < NGX_HTTP_LOYALTY_REDIS_POOL; j++) {
+            conn = &node->conns[j];
+
+            conn->node = node;
+            conn->failure = NGX_HTTP_LOYALTY_REDIS_FAILED;
+            ngx_queue_init(&conn->cmds);
+
+            conn->flush.handler = ngx_http_loyalty_redis_flush_handler;
+            conn->flush.data = conn;
+            conn->flush.log = cycle->log;
+
+            /* an idle worker must not wait for it to exit */
+
+            conn->reconnect.handler = ngx_http_loyalty_redis_reconnect_handler;
+            conn->reconnect.data = conn;
+            conn->reconnect.log = cycle->log;
+            conn->reconnect.cancelable = 1;
+
+            ngx_http_loyalty_redis_connect(conn);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_loyalty_redis_exit_process(ngx_cycle_t *cycle,
+    ngx_http_loyalty_main_conf_t *lmcf)
+{
+    ngx_uint_t                      i, j;
+    ngx_http_loyalty_redis_t      **rdp;
+    ngx_http_loyalty_redis_conn_t  *conn;
+    ngx_http_loyalty_redis_node_t  *node;
+
+    rdp = lmcf->backends.elts;
+
+    for (i = 0; i < lmcf->backends.nelts; i++) {
+        node = rdp[i]->node;
+        node->exiting = 1;
+
+        for (j = 0; j < NGX_HTTP_LOYALTY_REDIS_POOL; j++) {
+            conn = &node->conns[j];
+
+            if (conn->reconnect.timer_set) {
+                ngx_del_timer(&conn->reconnect);
+            }
+
+            ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_FAILED);
+        }
+    }
+}
+
+
+ngx_str_t *
+ngx_http_loyalty_redis_name(ngx_http_loyalty_redis_t *rd)
+{
+    return &rd->name;
+}
+
+
+/*
+ * The connect timeout is the connection's, shared by every location
+ * that uses the backend: the largest of theirs.
+ */
+
+void
+ngx_http_loyalty_redis_use(ngx_http_loyalty_redis_t *rd,
+    ngx_msec_t connect_timeout)
+{
+    if (connect_timeout > rd->node->connect_timeout) {
+        rd->node->connect_timeout = connect_timeout;
+    }
+}
+
+
+ngx_http_loyalty_redis_t *
+ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_str_t *address)
+{
+    ngx_uint_t                      i;
+    ngx_http_loyalty_redis_t       *rd, **rdp;
+    ngx_http_loyalty_main_conf_t   *lmcf;
+    ngx_http_loyalty_redis_node_t  *node;
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_loyalty_module);
+
+    rdp = lmcf->backends.elts;
+
+    for (i = 0; i < lmcf->backends.nelts; i++) {
+        if (rdp[i]->name.len == address->len
+            && ngx_strncmp(rdp[i]->name.data, address->data, address->len)
+               == 0)
+        {
+            return rdp[i];
+        }
+    }
+
+    rd = ngx_pcalloc(cf->pool, sizeof(ngx_http_loyalty_redis_t));
+    if (rd == NULL) {
+        return NULL;
+    }
+
+    node = ngx_pcalloc(cf->pool, sizeof(ngx_http_loyalty_redis_node_t));
+    if (node == NULL) {
+        return NULL;
+    }
+
+    if (ngx_http_loyalty_redis_parse_address(cf, address, node) != NGX_OK) {
+        return NULL;
+    }
+
+    rd->name = *address;
+    rd->node = node;
+
+    rdp = ngx_array_push(&lmcf->backends);
+    if (rdp == NULL) {
+        return NULL;
+    }
+
+    *rdp = rd;
+
+    return rd;
+}
+
+
+static ngx_int_t
+ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf, ngx_str_t *address,
+    ngx_http_loyalty_redis_node_t *node)
+{
+    u_char     *p;
+    ngx_url_t   u;
+    ngx_str_t   host;
+#if (NGX_HAVE_INET6)
+    u_char      inaddr6[16];
+#endif
+
+    node->name = *address;
+
+    if (address->len >= 5 && ngx_strncmp(address->data, "unix:", 5) == 0) {
+
+        if (address->len == 5) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"loyalty_redis\" has an empty unix socket "
+                               "path in \"%V\"", address);
+            return NGX_ERROR;
+        }
+
+        host.data = address->data + 5;
+        host.len = address->len - 5;
+        node->port = 0;
+
+        goto done;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = *address;
+    u.default_port = 6379;
+    u.no_resolve = 1;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"loyalty_redis\" has an invalid address "
+                           "\"%V\": %s", address,
+                           u.err ? u.err : "cannot parse");
+        return NGX_ERROR;
+    }
+
+    if (u.uri.len || u.host.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"loyalty_redis\" has an invalid address \"%V\": "
+                           "expected host:port or unix:/path", address);
+        return NGX_ERROR;
+    }
+
+    host = u.host;
+
+    if (host.len > 2 && host.data[0] == '[') {
+        host.data++;
+        host.len -= 2;
+    }
+
+    /*
+     * hiredis resolves names with a blocking getaddrinfo() in the worker,
+     * which would stall every request on that worker: numbers only
+     */
+
+    if (ngx_inet_addr(host.data, host.len) == INADDR_NONE
+#if (NGX_HAVE_INET6)
+        && ngx_inet6_addr(host.data, host.len, inaddr6) != NGX_OK
+#endif
+        )
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"loyalty_redis\" address \"%V\" is not numeric: "
+                           "a host name would need a blocking DNS lookup in "
+                           "the worker; use an IP address or unix:/path",
+                           address);
+        return NGX_ERROR;
+    }
+
+    node->port = u.port;
+
+done:
+
+    p = ngx_pnalloc(cf->pool, host.len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    node->host.data = p;
+    node->host.len = host.len;
+    ngx_memcpy(p, host.data, host.len);
+    p[host.len] = '\0';
+
+    return NGX_OK;
+}
