@@ -572,7 +572,7 @@ ngx_http_loyalty_set_headers(ngx_http_request_t *r,
 {
     ngx_str_t         *status;
     ngx_uint_t         i, n, spoofed;
-    ngx_list_t         headers;
+    ngx_list_t         old;
     ngx_list_part_t   *part;
     ngx_table_elt_t   *h, *nh;
 
@@ -614,13 +614,21 @@ ngx_http_loyalty_set_headers(ngx_http_request_t *r,
 
     if (spoofed || (llcf->upstream_headers && r != r->main)) {
 
-        if (ngx_list_init(&headers, r->pool, n + 4, sizeof(ngx_table_elt_t))
+        /*
+         * a list cannot be copied by value (its "last" points into
+         * itself): keep the old parts and initialize the list in place
+         */
+
+        old = r->headers_in.headers;
+
+        if (ngx_list_init(&r->headers_in.headers, r->pool, n + 4,
+                          sizeof(ngx_table_elt_t))
             != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        part = &r->headers_in.headers.part;
+        part = &old.part;
         h = part->elts;
 
         for (i = 0; /* void */ ; i++) {
@@ -644,15 +652,13 @@ ngx_http_loyalty_set_headers(ngx_http_request_t *r,
                 continue;
             }
 
-            nh = ngx_list_push(&headers);
+            nh = ngx_list_push(&r->headers_in.headers);
             if (nh == NULL) {
                 return NGX_ERROR;
             }
 
             *nh = h[i];
         }
-
-        r->headers_in.headers = headers;
     }
 
     if (!llcf->upstream_headers) {
