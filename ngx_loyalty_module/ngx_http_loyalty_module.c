@@ -123,6 +123,13 @@ static ngx_command_t  ngx_http_loyalty_commands[] = {
       offsetof(ngx_http_loyalty_loc_conf_t, upstream_headers),
       NULL },
 
+    { ngx_string("loyalty_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_loyalty_metrics_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("loyalty_response_headers"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -308,6 +315,8 @@ ngx_http_loyalty_handler(ngx_http_request_t *r)
     ctx->waiting = 1;
     r->main->count++;
 
+    ngx_http_loyalty_metric_add(in_flight, 1);
+
     return NGX_DONE;
 }
 
@@ -402,6 +411,8 @@ ngx_http_loyalty_reply(void *data, ngx_int_t rc,
     r = ctx->request;
     ctx->cmd = NULL;
 
+    ngx_http_loyalty_metric_add(in_flight, -1);
+
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_loyalty_module);
 
     switch (rc) {
@@ -449,6 +460,7 @@ ngx_http_loyalty_record(ngx_http_loyalty_ctx_t *ctx,
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "loyalty redis replied with an error: \"%*s\"",
                       ngx_min(reply->str.len, 128), reply->str.data);
+        ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_REPLY], 1);
         return NGX_HTTP_LOYALTY_ERROR;
     }
 
@@ -456,6 +468,7 @@ ngx_http_loyalty_record(ngx_http_loyalty_ctx_t *ctx,
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "loyalty redis sent an unexpected reply of type %ui",
                       reply->type);
+        ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_PROTOCOL], 1);
         return NGX_HTTP_LOYALTY_ERROR;
     }
 
@@ -477,6 +490,7 @@ ngx_http_loyalty_record(ngx_http_loyalty_ctx_t *ctx,
                       "loyalty record rejected: \"tier\" is missing or not "
                       "1-%d characters of [A-Za-z0-9_-]",
                       LOYALTY_TIER_MAX_LEN);
+        ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_RECORD], 1);
         return NGX_HTTP_LOYALTY_ERROR;
     }
 
@@ -487,6 +501,7 @@ ngx_http_loyalty_record(ngx_http_loyalty_ctx_t *ctx,
                       "loyalty record rejected: \"points\" is missing or not "
                       "a non-negative integer of at most %d digits",
                       LOYALTY_POINTS_MAX_LEN);
+        ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_RECORD], 1);
         return NGX_HTTP_LOYALTY_ERROR;
     }
 
@@ -541,6 +556,8 @@ ngx_http_loyalty_finish(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
     ngx_http_loyalty_loc_conf_t  *llcf;
 
     ctx->done = 1;
+
+    ngx_http_loyalty_metric_add(lookups[ctx->status], 1);
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_loyalty_module);
 
@@ -735,6 +752,7 @@ ngx_http_loyalty_cleanup(void *data)
     if (ctx->cmd != NULL) {
         ngx_http_loyalty_redis_cancel(ctx->cmd);
         ctx->cmd = NULL;
+        ngx_http_loyalty_metric_add(in_flight, -1);
     }
 
     if (ctx->resume.posted) {
@@ -985,6 +1003,10 @@ ngx_http_loyalty_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_loyalty_handler;
+
+    if (ngx_http_loyalty_metrics_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_loyalty_filter_init(cf);
 }

@@ -24,6 +24,50 @@ typedef enum {
 } ngx_http_loyalty_status_e;
 
 
+#define NGX_HTTP_LOYALTY_STATUSES        7     /* NONE to ERROR */
+
+
+/* kinds of nginx_loyalty_redis_errors_total */
+typedef enum {
+    NGX_HTTP_LOYALTY_ERR_CONNECT = 0,
+    NGX_HTTP_LOYALTY_ERR_CLOSED,
+    NGX_HTTP_LOYALTY_ERR_PROTOCOL,
+    NGX_HTTP_LOYALTY_ERR_REPLY,
+    NGX_HTTP_LOYALTY_ERR_RECORD,
+    NGX_HTTP_LOYALTY_ERRORS
+} ngx_http_loyalty_error_e;
+
+
+#define NGX_HTTP_LOYALTY_LATENCY_BUCKETS 14    /* 13 bounds and +Inf */
+
+
+/* all workers' counters, in shared memory */
+typedef struct {
+    ngx_atomic_t                   lookups[NGX_HTTP_LOYALTY_STATUSES];
+    ngx_atomic_t                   in_flight;
+    ngx_atomic_t                   commands;
+    ngx_atomic_t                   replies;
+    ngx_atomic_t                   errors[NGX_HTTP_LOYALTY_ERRORS];
+    ngx_atomic_t                   timeouts;
+    ngx_atomic_t                   reconnects;
+    ngx_atomic_t                   connections;
+    ngx_atomic_t                   latency[NGX_HTTP_LOYALTY_LATENCY_BUCKETS];
+    ngx_atomic_t                   latency_sum_us;
+} ngx_http_loyalty_metrics_t;
+
+
+extern ngx_http_loyalty_metrics_t  *ngx_http_loyalty_metrics;
+
+
+#define ngx_http_loyalty_metric_add(field, n)                               \
+    do {                                                                      \
+        if (ngx_http_loyalty_metrics != NULL) {                               \
+            (void) ngx_atomic_fetch_add(&ngx_http_loyalty_metrics->field,     \
+                                        (ngx_atomic_int_t) (n));              \
+        }                                                                     \
+    } while (0)
+
+
 /* how a Redis command ended, as told to its handler */
 #define NGX_HTTP_LOYALTY_REDIS_REPLY    0
 #define NGX_HTTP_LOYALTY_REDIS_TIMEOUT  1
@@ -116,6 +160,13 @@ ngx_http_loyalty_status_e ngx_http_loyalty_cookie_id(ngx_http_request_t *r,
 
 /* ngx_http_loyalty_filter.c */
 ngx_int_t ngx_http_loyalty_filter_init(ngx_conf_t *cf);
+
+/* ngx_http_loyalty_metrics.c */
+ngx_int_t ngx_http_loyalty_metrics_init(ngx_conf_t *cf);
+char *ngx_http_loyalty_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_loyalty_metrics_latency(ngx_uint_t us);
+ngx_uint_t ngx_http_loyalty_metrics_now_us(void);
 
 /* ngx_http_loyalty_redis.c */
 ngx_http_loyalty_redis_t *ngx_http_loyalty_redis_add(ngx_conf_t *cf,

@@ -84,6 +84,7 @@ struct ngx_http_loyalty_redis_cmd_s {
     ngx_pool_t                        *pool;
     ngx_event_t                        timer;
     ngx_msec_t                         sent;
+    ngx_uint_t                         sent_us;   /* for the histogram */
 };
 
 
@@ -184,6 +185,9 @@ ngx_http_loyalty_redis_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
     cmd->data = data;
     cmd->pool = pool;
     cmd->sent = ngx_current_msec;
+    cmd->sent_us = ngx_http_loyalty_metrics_now_us();
+
+    ngx_http_loyalty_metric_add(commands, 1);
 
     cmd->timer.handler = ngx_http_loyalty_redis_timeout_handler;
     cmd->timer.data = cmd;
@@ -278,6 +282,10 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
     if (rr != NULL) {
         /* Redis answers: the next failure starts the backoff afresh */
         conn->backoff = 0;
+
+        ngx_http_loyalty_metric_add(replies, 1);
+        ngx_http_loyalty_metrics_latency(ngx_http_loyalty_metrics_now_us()
+                                         - cmd->sent_us);
     }
 
     if (cmd->handler == NULL) {
@@ -392,6 +400,8 @@ ngx_http_loyalty_redis_timeout_handler(ngx_event_t *ev)
     cmd = ev->data;
     conn = cmd->conn;
 
+    ngx_http_loyalty_metric_add(timeouts, 1);
+
     if (cmd->handler) {
         handler = cmd->handler;
         cmd->handler = NULL;
@@ -475,6 +485,7 @@ ngx_http_loyalty_redis_connect(ngx_http_loyalty_redis_conn_t *conn)
         ngx_log_error(NGX_LOG_ERR, node->log, 0,
                       "loyalty redis \"%V\" connect failed: %s",
                       &node->name, ac->errstr);
+        ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_CONNECT], 1);
         redisAsyncFree(ac);
         goto failed;
     }
@@ -553,12 +564,15 @@ ngx_http_loyalty_redis_connected(const redisAsyncContext *ac, int status)
         ngx_log_error(NGX_LOG_ERR, conn->node->log, 0,
                       "loyalty redis \"%V\" connect failed: %s",
                       &conn->node->name, ac->c.errstr);
+        ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_CONNECT], 1);
         conn->failure = NGX_HTTP_LOYALTY_REDIS_FAILED;
         conn->closing = 1;
         return;
     }
 
     conn->connected = 1;
+
+    ngx_http_loyalty_metric_add(connections, 1);
 
     if (conn->connection->write->timer_set) {
         ngx_del_timer(conn->connection->write);
@@ -583,6 +597,15 @@ ngx_http_loyalty_redis_disconnected(const redisAsyncContext *ac, int status)
                       "loyalty redis \"%V\" connection lost: %s",
                       &conn->node->name,
                       ac->c.err ? ac->c.errstr : "closed by peer");
+
+        if (ac->c.err == REDIS_ERR_PROTOCOL) {
+            ngx_http_loyalty_metric_add(
+                                     errors[NGX_HTTP_LOYALTY_ERR_PROTOCOL], 1);
+
+        } else {
+            ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_CLOSED],
+                                        1);
+        }
     }
 }
 
@@ -597,6 +620,8 @@ ngx_http_loyalty_redis_reconnect_handler(ngx_event_t *ev)
     if (conn->ac != NULL || conn->node->exiting || ngx_exiting) {
         return;
     }
+
+    ngx_http_loyalty_metric_add(reconnects, 1);
 
     ngx_http_loyalty_redis_connect(conn);
 }
@@ -630,6 +655,7 @@ ngx_http_loyalty_redis_write_handler(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_ERR, conn->node->log, NGX_ETIMEDOUT,
                       "loyalty redis \"%V\" connect timed out",
                       &conn->node->name);
+        ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_CONNECT], 1);
         ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_TIMEOUT);
         return;
     }
@@ -769,6 +795,10 @@ ngx_http_loyalty_redis_cleanup(void *privdata)
 
     if (!conn->closing) {
         conn->failure = NGX_HTTP_LOYALTY_REDIS_FAILED;
+    }
+
+    if (conn->connected) {
+        ngx_http_loyalty_metric_add(connections, -1);
     }
 
     conn->ac->ev.cleanup = NULL;

@@ -1,0 +1,211 @@
+#!/usr/bin/perl
+# loyalty_metrics: after a scripted sequence of requests on two workers
+# the counters equal what was sent; the text parses as Prometheus
+# exposition format; JSON agrees; counters survive a reload (HUP).
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JSON::PP;
+use LoyaltyTest;
+
+my $t = LoyaltyTest->new;
+$t->start_redis;
+$t->redis('HSET', "loyalty:customer:$_", 'tier', 'gold', 'points', $_)
+    for 1 .. 20;
+$t->redis('SET', 'loyalty:customer:wrongtype', 'x');
+$t->redis('HSET', 'loyalty:customer:badrecord', 'tier', 'a b', 'points', 1);
+
+$t->write_config(<<'CONF', workers => 2, access_log => 0);
+loyalty_redis 127.0.0.1:%%REDIS_PORT%%;
+
+server {
+    listen 127.0.0.1:%%PORT%%;
+
+    location / {
+        loyalty on;
+        return 200 "$loyalty_status\n";
+    }
+
+    location = /metrics {
+        loyalty_metrics;
+    }
+}
+CONF
+$t->start_nginx;
+
+# --- a small Prometheus text format parser ---------------------------------
+
+sub parse_prometheus {
+    my ($text) = @_;
+    my (%type, %help, %samples, @errors);
+    my $name_re = qr/[a-zA-Z_:][a-zA-Z0-9_:]*/;
+    my $value_re = qr/[-+]?(?:\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|Inf|NaN)/;
+
+    push @errors, 'text does not end with a newline' unless $text =~ /\n\z/;
+
+    for my $line (split /\n/, $text) {
+        if ($line =~ /^# HELP ($name_re) (.+)$/) {
+            push @errors, "second HELP for $1" if $help{$1}++;
+        } elsif ($line =~ /^# TYPE ($name_re) (counter|gauge|histogram|summary|untyped)$/) {
+            push @errors, "second TYPE for $1" if $type{$1};
+            push @errors, "TYPE after samples of $1" if $samples{$1};
+            $type{$1} = $2;
+        } elsif ($line =~ /^#/) {
+            push @errors, "bad comment: $line";
+        } elsif ($line =~ /^($name_re)(?:\{((?:$name_re="(?:[^"\\\n]|\\.)*",?)*)\})? ($value_re)$/) {
+            my ($name, $labels, $value) = ($1, $2 // '', $3);
+            my $family = $name;
+            $family =~ s/_(bucket|sum|count)$//
+                if !$type{$name} && $type{ $name =~ s/_(bucket|sum|count)$//r };
+            push @errors, "sample $name before its TYPE" unless $type{$family};
+            push @{ $samples{$family} }, [ $name, $labels, $value ];
+        } else {
+            push @errors, "unparsable line: $line";
+        }
+    }
+
+    # histograms: cumulative buckets ending in +Inf == _count
+    for my $f (grep { $type{$_} eq 'histogram' } keys %type) {
+        my @b = grep { $_->[0] eq "${f}_bucket" } @{ $samples{$f} };
+        my ($count) = map { $_->[2] } grep { $_->[0] eq "${f}_count" }
+                      @{ $samples{$f} };
+        push @errors, "$f has no buckets" unless @b;
+        push @errors, "$f: last bucket is not +Inf"
+            unless @b && $b[-1][1] eq 'le="+Inf"';
+        for my $i (1 .. $#b) {
+            push @errors, "$f buckets not cumulative"
+                if $b[$i][2] < $b[$i - 1][2];
+        }
+        push @errors, "$f: +Inf bucket != _count"
+            unless @b && defined $count && $b[-1][2] == $count;
+        push @errors, "$f has no _sum"
+            unless grep { $_->[0] eq "${f}_sum" } @{ $samples{$f} };
+    }
+
+    return { type => \%type, samples => \%samples, errors => \@errors };
+}
+
+sub value {
+    my ($p, $name, $labels) = @_;
+    my ($family) = grep { index($name, $_) == 0 } keys %{ $p->{type} };
+    for (@{ $p->{samples}{$name} // $p->{samples}{$family} // [] }) {
+        return $_->[2] if $_->[0] eq $name && $_->[1] eq ($labels // '');
+    }
+    return undef;
+}
+
+sub metrics {
+    my $r = $t->get('/metrics');
+    is $r->{status}, 200, 'metrics: 200';
+    like $r->{headers}{'content-type'}, qr{^text/plain; version=0\.0\.4},
+        'metrics: Prometheus content type';
+    my $p = parse_prometheus($r->{body});
+    is_deeply $p->{errors}, [], 'metrics text parses as Prometheus format'
+        or diag $r->{body};
+    return $p;
+}
+
+my $p0 = metrics();
+is value($p0, 'nginx_loyalty_lookups_total', 'status="ok"'), 0,
+    'starts at zero';
+is $p0->{type}{nginx_loyalty_redis_latency_seconds}, 'histogram',
+    'latency is a histogram';
+is $p0->{type}{nginx_loyalty_redis_connections}, 'gauge',
+    'connections is a gauge';
+ok $t->wait_for(sub {
+    value(parse_prometheus($t->get('/metrics')->{body}),
+          'nginx_loyalty_redis_connections') == 4 }, 3),
+    'two workers hold two connections each';
+
+# --- the scripted sequence ----------------------------------------------------
+
+my %sent = (ok => 0, anonymous => 0, invalid => 0, unknown => 0, error => 0);
+my @script = (
+    (map { [ "loyalty_id=$_", 'ok' ] } 1 .. 20),
+    (map { [ "loyalty_id=$_", 'ok' ] } 1 .. 5),
+    (map { [ undef, 'anonymous' ] } 1 .. 7),
+    (map { [ 'loyalty_id=bad.value', 'invalid' ] } 1 .. 4),
+    (map { [ "loyalty_id=nobody$_", 'unknown' ] } 1 .. 6),
+    [ 'loyalty_id=wrongtype', 'error' ],
+    [ 'loyalty_id=badrecord', 'error' ],
+);
+
+for (@script) {
+    my ($cookie, $want) = @$_;
+    my $r = $t->get('/', defined $cookie ? (Cookie => $cookie) : ());
+    is $r->{body}, "$want\n", "request with " . ($cookie // 'no cookie');
+    $sent{$want}++;
+}
+my $redis_lookups = $sent{ok} + $sent{unknown} + $sent{error};
+
+my $p = metrics();
+for my $s (sort keys %sent) {
+    is value($p, 'nginx_loyalty_lookups_total', "status=\"$s\""), $sent{$s},
+        "lookups_total{status=\"$s\"} = $sent{$s}";
+}
+is value($p, 'nginx_loyalty_lookups_total', 'status="timeout"'), 0,
+    'no timeouts';
+is value($p, 'nginx_loyalty_redis_commands_total'), $redis_lookups,
+    "commands_total = $redis_lookups";
+is value($p, 'nginx_loyalty_redis_replies_total'), $redis_lookups,
+    "replies_total = $redis_lookups";
+is value($p, 'nginx_loyalty_redis_latency_seconds_count'), $redis_lookups,
+    'latency histogram counts every reply';
+is value($p, 'nginx_loyalty_redis_errors_total', 'kind="reply"'), 1,
+    'one error reply (WRONGTYPE)';
+is value($p, 'nginx_loyalty_redis_errors_total', 'kind="record"'), 1,
+    'one invalid record';
+is value($p, 'nginx_loyalty_lookups_in_flight'), 0, 'nothing in flight';
+
+# --- JSON agrees ----------------------------------------------------------------
+
+my $r = $t->get('/metrics?format=json');
+is $r->{status}, 200, 'json: 200';
+like $r->{headers}{'content-type'}, qr{^application/json}, 'json: type';
+my $j = eval { decode_json($r->{body}) };
+ok $j, 'json parses' or diag $r->{body};
+is_deeply $j->{lookups}, { %sent, timeout => 0 }, 'json lookups by status';
+is $j->{redis}{commands}, $redis_lookups, 'json commands';
+is $j->{redis}{latency_seconds}{count}, $redis_lookups, 'json latency count';
+is $t->get('/metrics?format=xml')->{status}, 400, 'unknown format: 400';
+is $t->request(method => 'POST', path => '/metrics')->{status}, 405,
+    'POST: 405';
+
+# --- reload keeps the counters ---------------------------------------------
+
+$t->reload;
+$p = metrics();
+is value($p, 'nginx_loyalty_lookups_total', 'status="ok"'), $sent{ok},
+    'lookups survive a reload';
+is value($p, 'nginx_loyalty_redis_commands_total'), $redis_lookups,
+    'commands survive a reload';
+ok $t->wait_for(sub {
+    value(parse_prometheus($t->get('/metrics')->{body}),
+          'nginx_loyalty_redis_connections') == 4 }, 5),
+    'after the reload: old connections closed, new ones counted';
+
+# --- Redis down -------------------------------------------------------------
+
+$t->stop_redis;
+for (1 .. 5) {
+    is $t->get('/', Cookie => 'loyalty_id=1')->{body}, "error\n",
+        'Redis down: error';
+}
+$p = metrics();
+is value($p, 'nginx_loyalty_lookups_total', 'status="error"'),
+    $sent{error} + 5, 'error lookups counted while Redis is down';
+cmp_ok value($p, 'nginx_loyalty_redis_errors_total', 'kind="closed"'), '>=', 1,
+    'closed connections counted';
+ok $t->wait_for(sub {
+    my $q = parse_prometheus($t->get('/metrics')->{body});
+    value($q, 'nginx_loyalty_redis_errors_total', 'kind="connect"') >= 1
+        && value($q, 'nginx_loyalty_redis_reconnects_total') >= 1
+        && value($q, 'nginx_loyalty_redis_connections') == 0;
+}, 5), 'failed reconnects counted, no connection open';
+
+$t->check_error_log;
+$t->stop_nginx;
+done_testing;
