@@ -43,7 +43,10 @@ $(NGX_BUILD)/Makefile: config
 
 $(MODULE): $(NGX_BUILD)/Makefile $(MOD_SRCS)
 	$(MAKE) -s -f $(NGX_BUILD)/Makefile -C $(NGINX_SRC) modules
-	cp $(NGX_BUILD)/ngx_http_loyalty_module.so $@
+	@# a new file, renamed over the old one: a running nginx keeps the
+	@# inode it mapped; cp would rewrite its code underneath it
+	cp $(NGX_BUILD)/ngx_http_loyalty_module.so $@.tmp
+	mv -f $@.tmp $@
 
 $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(LIB_SRCS) $(wildcard $(LIB_DIR)/*.h)
 	@mkdir -p $(BUILD)/unit
