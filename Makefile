@@ -19,7 +19,7 @@ UNIT_SRCS   := $(wildcard t/unit/test_*.c)
 UNIT_BINS   := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 PROVE_FLAGS ?= -r
 
-.PHONY: all deps module unit test demo clean
+.PHONY: all deps module unit test demo clean bench bench-quick
 
 all: deps module
 
@@ -60,6 +60,20 @@ test: deps module unit
 
 demo: deps module
 	@sh demo/run.sh
+
+# Benchmark against a plain proxy and a Lua peer (docs/benchmarks.md):
+# make bench (3 rounds x 10 s, under 10 minutes), make bench-quick
+# (1 round x 3 s, about a minute). Knobs (ROUNDS, DURATION, CONFIGS, ...)
+# come from the environment; bench/run.sh --help lists them.
+bench:
+	@sh tools/install-deps.sh wrk libnginx-mod-http-lua lua-nginx-redis
+	@$(MAKE) --no-print-directory module
+	BENCH_COMMAND="make bench" bash bench/run.sh
+
+bench-quick:
+	@sh tools/install-deps.sh wrk libnginx-mod-http-lua lua-nginx-redis
+	@$(MAKE) --no-print-directory module
+	BENCH_COMMAND="make bench-quick" bash bench/run.sh --quick
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,629 @@
+#!/usr/bin/env bash
+# ngx_loyalty_module benchmark: the module against a plain proxy and a
+# Lua (lua-resty-redis) implementation of the same job, on one machine.
+#
+#   bench/run.sh [--quick] [--verify-only] [--help]
+#
+# Normally run through `make bench` (3 rounds x 10 s, a few minutes) or
+# `make bench-quick` (1 round x 3 s, about a minute), which first install
+# the packages and build build/ngx_http_loyalty_module.so.
+#
+# It starts, on 127.0.0.1 and under a private temp dir:
+#   redis-server (no persistence) seeded with N customers,
+#   the storefront nginx serving bench/html/index.html,
+#   one front nginx per configuration bench/conf/<name>.conf (1 worker);
+# checks every front with curl (aborting on any failure), measures them with
+# wrk in interleaved rounds, tries Redis hung (SIGSTOP) and killed, and
+# prints a Markdown report (also saved as bench/results/latest.md).
+#
+# Knobs (environment):
+#   ROUNDS=3 DURATION=10 (seconds; --quick: 1 and 3)  WARMUP=2  CONNS=50
+#   CONFIGS="plain lua-headers module-headers module-inject lua-inject
+#            module-cached module-ab"  (configurations without a
+#            bench/conf/<name>.conf file are skipped)
+#   TRAFFIC="cookie anon"  REDIS_TIMEOUT_MS=50
+#   PIN=1       front on CPU 0; storefront, redis and wrk on CPU 1
+#               (needs taskset and 2+ CPUs; PIN=0 disables)
+#   OUT=<dir>   keep everything (runs.tsv, raw wrk output, logs) in <dir>;
+#               default: a temp dir, removed at exit
+#   N=100000 customers   IDS=10000 distinct ids in cookie traffic   SEED=42
+#   DOWN=1      Redis-down runs (DOWN_DURATION=5, --quick: 3)
+#   QUIET_PCT=10 QUIET_WAIT=20: before each run wait up to QUIET_WAIT s for
+#               the machine to use at most QUIET_PCT % of a core
+#   NOISE_PCT=25 STEAL_PCT=5: a run during which other processes used more
+#               than NOISE_PCT % of a core, or the hypervisor took more than
+#               STEAL_PCT % of CPU 0 (steal time), is measured once more (if
+#               the time budget allows); if the last try is still disturbed
+#               it is flagged "noisy" / "steal" in the report
+#   BUDGET=450 (--quick: 90): seconds this script may take; quiet waits and
+#               re-measurements shrink to fit
+#   MODULE=build/ngx_http_loyalty_module.so  NGINX=nginx
+#   NGINX_MODULES=/usr/lib/nginx/modules
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH")
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
+
+MODE=full VERIFY_ONLY=0
+for arg in "$@"; do
+    case $arg in
+        --quick) MODE=quick ;;
+        --verify-only) VERIFY_ONLY=1 ;;
+        -h|--help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+        *) fail "unknown argument: $arg (see --help)" ;;
+    esac
+done
+
+DEFAULT_CONFIGS="plain lua-headers module-headers module-inject lua-inject module-cached module-ab"
+if [[ $MODE == quick ]]; then
+    : "${ROUNDS:=1}" "${DURATION:=3}" "${DOWN_DURATION:=3}" "${BUDGET:=90}"
+else
+    : "${ROUNDS:=3}" "${DURATION:=10}" "${DOWN_DURATION:=5}" "${BUDGET:=450}"
+fi
+: "${WARMUP:=2}" "${CONNS:=50}" "${THREADS:=1}" "${TRAFFIC:=cookie anon}"
+: "${REDIS_TIMEOUT_MS:=50}" "${PIN:=1}" "${OUT:=}" "${N:=100000}" "${IDS:=10000}"
+: "${SEED:=42}" "${DOWN:=1}" "${QUIET_PCT:=10}" "${QUIET_WAIT:=20}" "${NOISE_PCT:=25}"
+: "${STEAL_PCT:=5}"
+: "${MODULE:=$ROOT/build/ngx_http_loyalty_module.so}" "${NGINX:=nginx}"
+: "${NGINX_MODULES:=/usr/lib/nginx/modules}"
+CONFIGS_GIVEN=${CONFIGS:+yes}
+: "${CONFIGS:=$DEFAULT_CONFIGS}"
+DURATION=${DURATION%s} WARMUP=${WARMUP%s} DOWN_DURATION=${DOWN_DURATION%s}
+for v in ROUNDS DURATION WARMUP CONNS THREADS REDIS_TIMEOUT_MS N IDS SEED \
+         QUIET_PCT QUIET_WAIT NOISE_PCT STEAL_PCT BUDGET DOWN_DURATION; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || fail "$v must be a whole number (got '${!v}')"
+done
+[[ $ROUNDS -ge 1 && $DURATION -ge 1 && $N -ge 2 ]] || fail "ROUNDS, DURATION >= 1 and N >= 2"
+
+START=$(now)
+COMMAND=${BENCH_COMMAND:-bench/run.sh${*:+ $*}}
+HZ=$(getconf CLK_TCK)
+PGID=$(awk '{ sub(/^.*\) /, ""); split($0, f, " "); print f[3] }' /proc/$$/stat)
+
+# ---------------------------------------------------------------- configs
+
+RUN_CONFIGS=() SKIPPED=""
+for c in $CONFIGS; do
+    if [[ -f $BENCH/conf/$c.conf ]]; then
+        RUN_CONFIGS+=("$c")
+    else
+        SKIPPED+=" $c"
+    fi
+done
+# the default list names configurations still to be written: skip those
+# quietly; a CONFIGS given by hand gets a warning for each
+[[ -n $CONFIGS_GIVEN && -n $SKIPPED ]] && say "WARNING: no bench/conf/<name>.conf for:$SKIPPED (skipped)"
+[[ ${#RUN_CONFIGS[@]} -gt 0 ]] || fail "no configuration to run (CONFIGS=\"$CONFIGS\")"
+for t in $TRAFFIC; do
+    [[ $t == cookie || $t == anon ]] || fail "TRAFFIC: unknown traffic kind '$t' (cookie, anon)"
+done
+
+# what a site file needs: "#@ modules lua|loyalty"; how to check it:
+# "#@ verify plain|headers|inject|none" (default: by name)
+verify_kind() {
+    local k
+    k=$(conf_meta "$BENCH/conf/$1.conf" verify)
+    if [[ -z $k ]]; then
+        case $1 in
+            plain) k=plain ;;
+            *-inject) k=inject ;;
+            *) k=headers ;;
+        esac
+    fi
+    echo "$k"
+}
+
+# ---------------------------------------------------------------- preflight
+
+need_lua=0 need_module=0
+for c in "${RUN_CONFIGS[@]}"; do
+    for m in $(conf_meta "$BENCH/conf/$c.conf" modules); do
+        case $m in
+            lua) need_lua=1 ;;
+            loyalty) need_module=1 ;;
+            *) fail "bench/conf/$c.conf: unknown '#@ modules $m' (lua, loyalty)" ;;
+        esac
+    done
+done
+for cmd in "$NGINX" redis-server redis-cli wrk curl awk sed cmp; do
+    command -v "$cmd" >/dev/null || fail "missing command $cmd (run: make bench, or sh tools/install-deps.sh wrk)"
+done
+if [[ $need_lua == 1 ]]; then
+    for f in ndk_http_module.so ngx_http_lua_module.so; do
+        [[ -f $NGINX_MODULES/$f ]] || fail "missing $NGINX_MODULES/$f (sh tools/install-deps.sh libnginx-mod-http-lua)"
+    done
+    [[ -f /usr/share/lua/5.1/nginx/redis.lua ]] || fail "missing lua-resty-redis (sh tools/install-deps.sh lua-nginx-redis)"
+fi
+if [[ $need_module == 1 ]]; then
+    [[ -f $MODULE ]] || fail "missing $MODULE (make module)"
+fi
+
+FRONT_CPU="" LOAD_CPU=""
+if [[ $PIN == 1 ]]; then
+    if [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
+        FRONT_CPU=0 LOAD_CPU=1
+    else
+        say "PIN=1 but no taskset or fewer than 2 CPUs: not pinning"
+    fi
+fi
+
+# ---------------------------------------------------------------- work dir, cleanup
+
+WORK=$(mktemp -d /tmp/loyalty-bench.XXXXXX)
+chmod 755 "$WORK"                  # nginx workers run as nobody under root
+if [[ -n $OUT ]]; then
+    mkdir -p "$OUT"
+    RES=$(cd "$OUT" && pwd)
+else
+    RES=$WORK/results
+fi
+mkdir -p "$RES/raw" "$WORK/html" "$WORK/lua" "$WORK/modules" "$WORK/redis"
+cp "$BENCH/html/index.html" "$WORK/html/"
+cp "$BENCH/lua/"*.lua "$WORK/lua/"
+# a private copy: `make module` elsewhere rewrites build/*.so in place,
+# which would crash a running nginx that has it mapped
+[[ $need_module == 1 ]] && cp "$MODULE" "$WORK/modules/ngx_http_loyalty_module.so"
+chmod -R a+rX "$WORK"
+
+REDIS_PID="" REDIS_PORT="" WRK_PID=""
+declare -A PORT=() MASTER=() WORKER=()
+
+cleanup() {
+    local rc=$? p left
+    set +e
+    trap - EXIT INT TERM
+    [[ -n $WRK_PID ]] && kill -TERM "$WRK_PID" 2>/dev/null
+    [[ -n $REDIS_PID ]] && kill -CONT "$REDIS_PID" 2>/dev/null
+    for p in "${MASTER[@]}" $REDIS_PID; do kill -TERM "$p" 2>/dev/null; done
+    for _ in $(seq 1 50); do
+        left=""
+        for p in "${MASTER[@]}" "${WORKER[@]}" $REDIS_PID $WRK_PID; do
+            alive "$p" && left+=" $p"
+        done
+        [[ -z $left ]] && break
+        sleep 0.1
+    done
+    for p in $left; do kill -KILL "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    if [[ -n $OUT ]]; then
+        for p in "$WORK"/nginx-*/error.log "$WORK/redis/redis.log"; do
+            [[ -f $p ]] && cp "$p" "$RES/raw/$(basename "$(dirname "$p")")-$(basename "$p")"
+        done
+        say "results kept in $RES"
+    fi
+    rm -rf "$WORK"
+    [[ $rc == 0 ]] || say "stopped (exit $rc); all benchmark processes ended"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- machine
+
+lua_version() { dpkg-query -W -f='${Version}' libnginx-mod-http-lua 2>/dev/null || echo '?'; }
+resty_redis_version() {
+    sed -n "s/.*_VERSION *= *['\"]\([^'\"]*\).*/\1/p" /usr/share/lua/5.1/nginx/redis.lua 2>/dev/null | head -1
+}
+module_rev() {
+    git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'not a git checkout'
+}
+{
+    echo "- date: $(date -u +'%Y-%m-%d %H:%M UTC')"
+    echo "- command: \`$COMMAND\`"
+    echo "- settings: ROUNDS=$ROUNDS DURATION=${DURATION}s WARMUP=${WARMUP}s CONNS=$CONNS THREADS=$THREADS" \
+         "TRAFFIC=\"$TRAFFIC\" CONFIGS=\"${RUN_CONFIGS[*]}\" REDIS_TIMEOUT_MS=$REDIS_TIMEOUT_MS" \
+         "N=$N IDS=$IDS SEED=$SEED PIN=$PIN"
+    echo "- CPU: $(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) cores" \
+         "(front nginx on CPU ${FRONT_CPU:-any}; storefront, redis, wrk on CPU ${LOAD_CPU:-any})"
+    echo "- kernel: $(uname -srm)"
+    echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" \
+         "(lua-nginx-module $(lua_version), lua-resty-redis $(resty_redis_version || true))"
+    if [[ $need_module == 1 ]]; then
+        echo "- module: $(module_rev), $(basename "$MODULE") sha256 $(sha256sum "$WORK/modules/ngx_http_loyalty_module.so" | cut -c1-12)"
+    fi
+    echo "- redis: $(redis-server --version | awk '{ print $3 }' | sed 's/^v=//')"
+    echo "- wrk: $(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
+} >"$RES/env.md"
+cat "$RES/env.md" >&2
+
+# ---------------------------------------------------------------- redis
+
+# start_redis PORT: redis-server in the background (our process group).
+start_redis() {
+    spawn "$LOAD_CPU" redis-server --bind 127.0.0.1 --port "$1" \
+        --save '' --appendonly no --dir "$WORK/redis" \
+        --logfile "$WORK/redis/redis.log" --daemonize no
+    REDIS_PID=$SPAWNED
+    await_port "$1" 10 || fail "redis-server did not start (see its log)"
+}
+
+seed_redis() {
+    local t0 keys
+    t0=$(now)
+    awk -v n="$N" -f "$BENCH/seed.awk" |
+        redis-cli -p "$REDIS_PORT" --pipe >"$WORK/redis/seed.log" 2>&1 ||
+        { cat "$WORK/redis/seed.log" >&2; fail "loading customers into redis failed"; }
+    keys=$(redis-cli -p "$REDIS_PORT" dbsize)
+    [[ $keys -ge $N ]] || fail "redis holds $keys keys, expected $N"
+    say "redis on 127.0.0.1:$REDIS_PORT: $keys customers loaded in $(elapsed "$t0") s"
+}
+
+pick_port REDIS_PORT
+start_redis "$REDIS_PORT"
+seed_redis
+
+# ---------------------------------------------------------------- nginx
+
+# start_nginx NAME SITE CPU: render SITE for instance NAME and start it.
+start_nginx() {
+    local name=$1 site=$2 cpu=$3 dir=$WORK/nginx-$1 port mods="" m i
+    pick_port port
+    mkdir -p "$dir"
+    for m in $(conf_meta "$site" modules); do
+        case $m in
+            lua) mods+="load_module $NGINX_MODULES/ndk_http_module.so; load_module $NGINX_MODULES/ngx_http_lua_module.so; " ;;
+            loyalty) mods+="load_module $WORK/modules/ngx_http_loyalty_module.so; " ;;
+        esac
+    done
+    fill "$BENCH/conf/nginx.conf.tmpl" "$dir/nginx.conf" "DIR=$dir" "LOAD_MODULES=$mods"
+    fill "$site" "$dir/site.conf" "PORT=$port" "STORE_PORT=${PORT[storefront]:-0}" \
+        "REDIS_PORT=$REDIS_PORT" "REDIS_TIMEOUT_MS=$REDIS_TIMEOUT_MS" \
+        "HTML_DIR=$WORK/html" "LUA_DIR=$WORK/lua"
+    "$NGINX" -t -q -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/test.log" 2>&1 ||
+        { cat "$dir/test.log" >&2; fail "nginx -t failed for $name ($site)"; }
+    spawn "$cpu" "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/stdout.log" 2>&1
+    MASTER[$name]=$SPAWNED
+    for i in $(seq 1 200); do
+        port_open "$port" && break
+        alive "${MASTER[$name]}" || break
+        sleep 0.05
+    done
+    port_open "$port" || { tail -5 "$dir/error.log" >&2; fail "nginx $name did not start"; }
+    for i in $(seq 1 100); do
+        WORKER[$name]=$(child_of "${MASTER[$name]}")
+        [[ -n ${WORKER[$name]} ]] && break
+        sleep 0.05
+    done
+    [[ -n ${WORKER[$name]} ]] || fail "nginx $name has no worker process"
+    PORT[$name]=$port
+    say "nginx $name on 127.0.0.1:$port ($(tr -d '\0' <"/proc/${WORKER[$name]}/cmdline" 2>/dev/null) pid ${WORKER[$name]})"
+}
+
+start_nginx storefront "$BENCH/conf/storefront.conf.tmpl" "$LOAD_CPU"
+for c in "${RUN_CONFIGS[@]}"; do
+    start_nginx "$c" "$BENCH/conf/$c.conf" "$FRONT_CPU"
+done
+
+# ---------------------------------------------------------------- verify
+
+KNOWN=$(( N >= 42 ? 42 : 1 )) UNKNOWN=$((N + 1))
+TIER=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$KNOWN" tier)
+POINTS=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$KNOWN" points)
+PAGE=$WORK/html/index.html
+V=$WORK/verify
+mkdir -p "$V"
+
+FAILED=0
+ok() { # ok DESCRIPTION TEST...
+    local d=$1
+    shift
+    if "$@" >/dev/null 2>&1; then
+        printf '  ok    %s\n' "$d"
+    else
+        printf '  FAIL  %s\n' "$d"
+        FAILED=$((FAILED + 1))
+    fi
+}
+eq() { [[ $1 == "$2" ]]; }
+
+# get TAG CFG PATH [curl args]: headers to $V/TAG.h, body to $V/TAG.b
+get() {
+    local tag=$1 cfg=$2 path=$3
+    shift 3
+    curl -s --max-time 5 -D "$V/$tag.h" -o "$V/$tag.b" "$@" "http://127.0.0.1:${PORT[$cfg]}$path" || true
+    touch "$V/$tag.h" "$V/$tag.b"
+}
+
+# injected BODY: BODY is the page plus one fragment right before </head>
+# that holds the customer's tier and points.
+injected() {
+    local body=$1 at frag
+    at=$(grep -bo '</head>' "$PAGE" | head -1 | cut -d: -f1)
+    cmp -s <(head -c "$at" "$PAGE") <(head -c "$at" "$body") || return 1
+    local rest=$(( $(wc -c <"$PAGE") - at ))
+    cmp -s <(tail -c "$rest" "$PAGE") <(tail -c "$rest" "$body") || return 1
+    frag=$(head -c $(( $(wc -c <"$body") - rest )) "$body" | tail -c +$((at + 1)))
+    [[ -n $frag && $frag == *"$TIER"* && $frag == *"$POINTS"* ]]
+}
+
+verify() {
+    local c kind u="loyalty_id=$KNOWN"
+    echo "customer $KNOWN: tier=$TIER points=$POINTS (redis); unknown id: $UNKNOWN"
+    for c in "${RUN_CONFIGS[@]}"; do
+        kind=$(verify_kind "$c")
+        echo "[$c] ($kind checks)"
+        get "$c-anon" "$c" / -H "Cookie: cart=3"
+        get "$c-known" "$c" / -H "Cookie: cart=3; $u"
+        ok "anonymous: 200" eq "$(status_of "$V/$c-anon.h")" 200
+        ok "customer: 200" eq "$(status_of "$V/$c-known.h")" 200
+        [[ $kind == none ]] && continue
+        ok "anonymous: body is the page" cmp -s "$V/$c-anon.b" "$PAGE"
+        ok "anonymous: no X-Loyalty-Tier response header" eq "$(header "$V/$c-anon.h" X-Loyalty-Tier)" ""
+        if [[ $kind == plain ]]; then
+            ok "customer: body is the page" cmp -s "$V/$c-known.b" "$PAGE"
+            ok "customer: no X-Loyalty-Tier response header" eq "$(header "$V/$c-known.h" X-Loyalty-Tier)" ""
+            continue
+        fi
+        ok "customer: response X-Loyalty-Tier = $TIER" eq "$(header "$V/$c-known.h" X-Loyalty-Tier)" "$TIER"
+        ok "customer: response X-Loyalty-Points = $POINTS" eq "$(header "$V/$c-known.h" X-Loyalty-Points)" "$POINTS"
+        if [[ $kind == inject ]]; then
+            ok "customer: body is the page with tier and points inserted before </head>" injected "$V/$c-known.b"
+        else
+            ok "customer: body is the page" cmp -s "$V/$c-known.b" "$PAGE"
+        fi
+        get "$c-echo" "$c" /echo-headers -H "Cookie: $u"
+        ok "customer: storefront got X-Loyalty-Tier = $TIER" eq "$(echo_field "$V/$c-echo.b" tier)" "$TIER"
+        ok "customer: storefront got X-Loyalty-Points = $POINTS" eq "$(echo_field "$V/$c-echo.b" points)" "$POINTS"
+        ok "customer: storefront got X-Loyalty-Status = ok" eq "$(echo_field "$V/$c-echo.b" status)" ok
+        get "$c-spoof" "$c" /echo-headers -H "X-Loyalty-Tier: diamond" -H "X-Loyalty-Points: 999999" -H "X-Loyalty-Status: ok"
+        ok "spoofed X-Loyalty-* without cookie: stripped before the storefront" \
+            eq "$(echo_field "$V/$c-spoof.b" tier)/$(echo_field "$V/$c-spoof.b" points)" "/"
+        get "$c-spoof2" "$c" /echo-headers -H "Cookie: $u" -H "X-Loyalty-Tier: diamond"
+        ok "spoofed X-Loyalty-Tier with cookie: storefront got $TIER" eq "$(echo_field "$V/$c-spoof2.b" tier)" "$TIER"
+        get "$c-unknown" "$c" / -H "Cookie: loyalty_id=$UNKNOWN"
+        get "$c-unknown-echo" "$c" /echo-headers -H "Cookie: loyalty_id=$UNKNOWN"
+        ok "unknown id: 200" eq "$(status_of "$V/$c-unknown.h")" 200
+        ok "unknown id: no X-Loyalty-Tier response header" eq "$(header "$V/$c-unknown.h" X-Loyalty-Tier)" ""
+        ok "unknown id: body is the page" cmp -s "$V/$c-unknown.b" "$PAGE"
+        ok "unknown id: storefront got no tier, status unknown" \
+            eq "$(echo_field "$V/$c-unknown-echo.b" tier)/$(echo_field "$V/$c-unknown-echo.b" status)" "/unknown"
+        get "$c-invalid" "$c" / -H "Cookie: loyalty_id=12.5"
+        ok "invalid id: 200 without X-Loyalty-Tier" \
+            eq "$(status_of "$V/$c-invalid.h")/$(header "$V/$c-invalid.h" X-Loyalty-Tier)" "200/"
+    done
+    for c in "${RUN_CONFIGS[@]}"; do
+        ok "[$c] worker still running, no crash in error.log" \
+            bash -c "kill -0 ${WORKER[$c]} && ! grep -q 'exited on signal' '$WORK/nginx-$c/error.log'"
+    done
+}
+
+say "verifying ${RUN_CONFIGS[*]} with curl"
+verify | tee "$RES/verify.txt" >&2
+FAILED=$(grep -c '^  FAIL' "$RES/verify.txt" || true)
+if [[ $FAILED -gt 0 ]]; then
+    for c in "${RUN_CONFIGS[@]}"; do
+        [[ -s $WORK/nginx-$c/error.log ]] && { echo "--- $c error.log (last lines)"; tail -5 "$WORK/nginx-$c/error.log"; } >&2
+    done
+    fail "$FAILED verification check(s) failed: not measuring"
+fi
+say "all verification checks passed"
+[[ $VERIFY_ONLY == 1 ]] && exit 0
+
+# ---------------------------------------------------------------- measuring
+
+# wrk_run CFG TRAFFIC SECONDS RAW [count]: one wrk run on the load CPU, in the
+# background so that Ctrl-C and TERM are handled at once.
+wrk_run() {
+    local cfg=$1 tr=$2 secs=$3 raw=$4 count=${5:-} script args
+    if [[ $tr == cookie ]]; then
+        script=$BENCH/wrk/customers.lua args=("$N" "$IDS" "$SEED")
+    else
+        script=$BENCH/wrk/anon.lua args=()
+    fi
+    [[ -n $count ]] && args+=(count)
+    spawn "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s --latency \
+        -s "$script" "http://127.0.0.1:${PORT[$cfg]}/" -- "${args[@]}" >"$raw" 2>&1
+    WRK_PID=$SPAWNED
+    wait "$WRK_PID" || true
+    WRK_PID=""
+}
+
+# bench_field RAW KEY: a field of wrk's BENCH line.
+bench_field() { sed -n "s/^BENCH.* $2=\([^ ]*\).*/\1/p" "$1"; }
+
+TOTAL_RUNS=$(( ROUNDS * $(wc -w <<<"$TRAFFIC") * ${#RUN_CONFIGS[@]} ))
+RUNS_DONE=0
+RUN_COST=$(( WARMUP + DURATION + 2 ))
+DOWN_COST=0
+if [[ $DOWN == 1 ]]; then
+    for c in "${RUN_CONFIGS[@]}"; do
+        [[ $(verify_kind "$c") == headers || $(verify_kind "$c") == inject ]] && DOWN_COST=$(( DOWN_COST + 2 * DOWN_DURATION + 3 ))
+    done
+fi
+
+# spare: seconds of the budget not needed by the runs still to do.
+spare() {
+    awk -v s="$START" -v t="$(now)" -v b="$BUDGET" \
+        -v need=$(( (TOTAL_RUNS - RUNS_DONE) * RUN_COST + DOWN_COST + 5 )) \
+        'BEGIN { x = b - (t - s) - need; if (x < 0) x = 0; printf "%d", x }'
+}
+
+# quiet: wait, within QUIET_WAIT and the budget, for the machine to calm down.
+QUIET_SKIPS=0
+quiet() {
+    local limit busy waited=0
+    limit=$(spare)
+    [[ $limit -gt $QUIET_WAIT ]] && limit=$QUIET_WAIT
+    while :; do
+        busy=$(machine_busy 0.5)
+        [[ $busy -le $QUIET_PCT ]] && return 0
+        if [[ $waited -ge $limit ]]; then
+            QUIET_SKIPS=$((QUIET_SKIPS + 1))
+            say "  machine still busy (${busy}% of a core) after ${waited}s: measuring anyway"
+            return 0
+        fi
+        [[ $waited == 0 ]] && say "  machine busy (${busy}% of a core): waiting up to ${limit}s"
+        sleep 1.5
+        waited=$((waited + 2))
+    done
+}
+
+printf 'round\tseq\tconfig\ttraffic\trps\tp50_us\tp99_us\trequests\terrors\tfront_cpu_pct\tfront_us_per_req\tcpu0_pct\tcpu1_pct\tforeign_pct\tattempts\tnote\tcpu0_steal_pct\n' >"$RES/runs.tsv"
+
+# measure ROUND SEQ CFG TRAFFIC: warm-up plus one measured run -> runs.tsv
+measure() {
+    local r=$1 seq=$2 cfg=$3 tr=$4 raw=$RES/raw/r$1-$3-$4.txt attempt row foreign note
+    local w0 w1 c0 c1 t0 t1 steal why
+    for attempt in 1 2; do
+        quiet
+        wrk_run "$cfg" "$tr" "$WARMUP" "$WORK/warmup.txt"
+        foreign_ticks "$WORK/f0"
+        read -r -a c0 <<<"$(cpu_line)"
+        w0=$(proc_ticks "${WORKER[$cfg]}")
+        t0=$(now)
+        wrk_run "$cfg" "$tr" "$DURATION" "$raw"
+        t1=$(now)
+        w1=$(proc_ticks "${WORKER[$cfg]}")
+        read -r -a c1 <<<"$(cpu_line)"
+        foreign_ticks "$WORK/f1"
+        grep -q '^BENCH ' "$raw" || { cat "$raw" >&2; fail "wrk gave no result for $cfg/$tr"; }
+        note=""
+        if [[ -z $w1 || -z $w0 ]]; then
+            note="worker-died"
+            w1=${w0:-0} w0=${w0:-0}
+            say "  WARNING: the $cfg worker died during the run (see error.log)"
+            WORKER[$cfg]=$(child_of "${MASTER[$cfg]}")
+        fi
+        foreign=$(awk -v d="$(foreign_delta "$WORK/f0" "$WORK/f1")" -v hz="$HZ" -v t0="$t0" -v t1="$t1" \
+            -v cpus="$(nproc)" 'BEGIN { p = 100 * d / hz / (t1 - t0); if (p > 100 * cpus) p = 100 * cpus
+                                   printf "%.1f", p }')
+        steal=$(awk -v s=$(( c1[5] - c0[5] )) -v a=$(( c1[2] - c0[2] )) 'BEGIN { printf "%.1f", a ? 100 * s / a : 0 }')
+        why=""
+        awk -v f="$foreign" -v m="$NOISE_PCT" 'BEGIN { exit !(f > m) }' &&
+            why="other processes used ${foreign}% of a core" note=${note:+$note,}noisy
+        awk -v s="$steal" -v m="$STEAL_PCT" 'BEGIN { exit !(s > m) }' &&
+            why="${why:+$why, }the hypervisor took ${steal}% of CPU 0" note=${note:+$note,}steal
+        if [[ -n $why && $attempt == 1 && $(spare) -ge $RUN_COST ]]; then
+            say "  $cfg/$tr: $why during the run: measuring again"
+            continue
+        fi
+        break
+    done
+    row=$(awk -v r="$r" -v q="$seq" -v c="$cfg" -v t="$tr" -v hz="$HZ" -v t0="$t0" -v t1="$t1" \
+        -v w=$(( w1 - w0 )) -v b0="$(( c1[1] - c0[1] ))" -v a0="$(( c1[2] - c0[2] ))" \
+        -v b1="$(( c1[3] - c0[3] ))" -v a1="$(( c1[4] - c0[4] ))" -v fo="$foreign" \
+        -v rps="$(bench_field "$raw" rps)" -v p50="$(bench_field "$raw" p50_us)" \
+        -v p99="$(bench_field "$raw" p99_us)" -v n="$(bench_field "$raw" requests)" \
+        -v e="$(( $(bench_field "$raw" err_connect) + $(bench_field "$raw" err_read) + $(bench_field "$raw" err_write) + $(bench_field "$raw" err_timeout) + $(bench_field "$raw" err_status) ))" \
+        -v att="$attempt" -v note="${note:--}" -v s0="$(( c1[5] - c0[5] ))" \
+        'BEGIN { secs = t1 - t0; cpu = w / hz
+                 printf "%s\t%s\t%s\t%s\t%.1f\t%d\t%d\t%d\t%d\t%.1f\t%.2f\t%.1f\t%.1f\t%s\t%s\t%s\t%.1f\n",
+                        r, q, c, t, rps, p50, p99, n, e, 100 * cpu / secs, n ? cpu * 1e6 / n : 0,
+                        a0 ? 100 * b0 / a0 : 0, a1 ? 100 * b1 / a1 : 0, fo, att, note, a0 ? 100 * s0 / a0 : 0 }')
+    printf '%s\n' "$row" >>"$RES/runs.tsv"
+    RUNS_DONE=$((RUNS_DONE + 1))
+    awk -F'\t' -v k="$RUNS_DONE/$TOTAL_RUNS" '{ printf "  [%s] round %s %-15s %-6s %7.0f req/s  p50 %5.2f ms  p99 %5.2f ms  err %d  front %5.1f%% %6.2f us/req  cpu0 %3.0f%% cpu1 %3.0f%%  steal %s%%  others %s%%%s\n",
+        k, $1, $3, $4, $5, $6 / 1000, $7 / 1000, $9, $10, $11, $12, $13, $17, $14, ($16 == "-" ? "" : "  (" $16 ")") }' <<<"$row" >&2
+}
+
+say "measuring: $ROUNDS round(s) x ${DURATION}s per configuration and traffic kind (+${WARMUP}s warm-up each)"
+n_cfg=${#RUN_CONFIGS[@]}
+seq_no=0
+for r in $(seq 1 "$ROUNDS"); do
+    for tr in $TRAFFIC; do
+        for k in $(seq 0 $((n_cfg - 1))); do           # order rotates every round
+            seq_no=$((seq_no + 1))
+            measure "$r" "$seq_no" "${RUN_CONFIGS[$(( (k + r - 1) % n_cfg ))]}" "$tr"
+        done
+    done
+done
+
+# ---------------------------------------------------------------- redis down
+
+# personalized CFG: one customer request gets the right X-Loyalty-Tier.
+personalized() {
+    curl -s --max-time 2 -o /dev/null -D "$WORK/p.h" -H "Cookie: loyalty_id=$KNOWN" \
+        "http://127.0.0.1:${PORT[$1]}/" || true
+    [[ $(header "$WORK/p.h" X-Loyalty-Tier) == "$TIER" ]]
+}
+
+# resumes CFG: how long until CFG personalizes again (up to 10 s).
+resumes() {
+    local t0
+    t0=$(now)
+    while ! personalized "$1"; do
+        if awk -v a="$t0" -v b="$(now)" 'BEGIN { exit !(b - a > 10) }'; then
+            echo "NO (not within 10 s)"
+            return
+        fi
+        sleep 0.1
+    done
+    echo "yes, after $(elapsed "$t0") s"
+}
+
+# down_run STATE CFG: one curl and one wrk run (cookie traffic) -> down.tsv
+down_run() {
+    local state=$1 cfg=$2 raw=$RES/raw/down-$1-$2.txt log=$WORK/nginx-$2/error.log curl_out l0 l1 statuses
+    curl_out=$(curl -s --max-time 5 -o /dev/null -D "$WORK/d.h" -w '%{http_code} %{time_total}' \
+        -H "Cookie: loyalty_id=$KNOWN" "http://127.0.0.1:${PORT[$cfg]}/") || true
+    [[ $curl_out == *" "* ]] || curl_out="000 0"
+    l0=$(wc -l <"$log")
+    wrk_run "$cfg" cookie "$DOWN_DURATION" "$raw" count
+    l1=$(wc -l <"$log")
+    grep -q '^BENCH ' "$raw" || { cat "$raw" >&2; fail "wrk gave no result for $cfg with redis $state"; }
+    statuses=$(bench_field "$raw" statuses)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$state" "$cfg" \
+        "$(bench_field "$raw" rps)" "$(bench_field "$raw" p50_us)" "$(bench_field "$raw" p99_us)" \
+        "$statuses" \
+        "$(tr ',' '\n' <<<"$statuses" | awk -F: '$1 >= 500 { s += $2 } END { print s + 0 }')" \
+        "$(bench_field "$raw" personalized)" "$(bench_field "$raw" requests)" \
+        "$(( $(bench_field "$raw" err_connect) + $(bench_field "$raw" err_read) + $(bench_field "$raw" err_write) + $(bench_field "$raw" err_timeout) ))" \
+        "${curl_out% *} in $(awk -v t="${curl_out#* }" 'BEGIN { printf "%.0f ms", t * 1000 }'), $([[ -n $(header "$WORK/d.h" X-Loyalty-Tier) ]] && echo personalized || echo not personalized)" \
+        "$((l1 - l0))" >>"$RES/down.tsv"
+    awk -F'\t' '{ printf "  redis %-7s %-15s %7.0f req/s  p50 %6.2f ms  p99 %6.2f ms  statuses %s  personalized %s\n", $1, $2, $3, $4 / 1000, $5 / 1000, $6, $8 }' \
+        <(tail -1 "$RES/down.tsv") >&2
+}
+
+DOWN_CONFIGS=()
+for c in "${RUN_CONFIGS[@]}"; do
+    case $(verify_kind "$c") in headers|inject) DOWN_CONFIGS+=("$c") ;; esac
+done
+if [[ $DOWN == 1 && ${#DOWN_CONFIGS[@]} -gt 0 ]]; then
+    printf 'state\tconfig\trps\tp50_us\tp99_us\tstatuses\tstatus_5xx\tpersonalized\trequests\tsocket_errors\tcurl\terror_log_lines\n' >"$RES/down.tsv"
+    : >"$RES/down-resume.txt"
+    say "redis hung (SIGSTOP): lookups should time out after ${REDIS_TIMEOUT_MS} ms"
+    kill -STOP "$REDIS_PID"
+    for c in "${DOWN_CONFIGS[@]}"; do down_run hung "$c"; done
+    kill -CONT "$REDIS_PID"
+    for c in "${DOWN_CONFIGS[@]}"; do
+        echo "after SIGCONT, $c personalizes again: $(resumes "$c")" >>"$RES/down-resume.txt"
+    done
+    say "redis killed (SIGKILL): connections refused"
+    kill -KILL "$REDIS_PID"
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=""
+    await_port_closed "$REDIS_PORT" 5 || fail "redis port still open after SIGKILL"
+    for c in "${DOWN_CONFIGS[@]}"; do down_run refused "$c"; done
+    start_redis "$REDIS_PORT"
+    seed_redis
+    for c in "${DOWN_CONFIGS[@]}"; do
+        echo "after a redis restart, $c personalizes again: $(resumes "$c")" >>"$RES/down-resume.txt"
+    done
+    for c in "${DOWN_CONFIGS[@]}"; do
+        if grep -q 'exited on signal' "$WORK/nginx-$c/error.log"; then
+            echo "WARNING: a $c worker crashed (error.log: $(grep -m1 'exited on signal' "$WORK/nginx-$c/error.log"))" >>"$RES/down-resume.txt"
+        fi
+    done
+    cat "$RES/down-resume.txt" >&2
+fi
+
+# ---------------------------------------------------------------- report
+
+crashes=""
+for c in "${RUN_CONFIGS[@]}"; do
+    grep -q 'exited on signal' "$WORK/nginx-$c/error.log" && crashes+=" $c"
+done
+{
+    echo "- wall time: $(elapsed "$START") s for bench/run.sh; quiet-wait gave up ${QUIET_SKIPS} time(s)"
+    [[ -n $crashes ]] && echo "- WARNING: worker crash(es) in:$crashes (see error.log)"
+} >>"$RES/env.md"
+MODE=$MODE "$BENCH/report.sh" "$RES" >"$RES/summary.md"
+mkdir -p "$BENCH/results"
+cp "$RES/summary.md" "$BENCH/results/latest.md"
+echo
+cat "$RES/summary.md"
+echo
+say "done in $(elapsed "$START") s; report saved as bench/results/latest.md"
