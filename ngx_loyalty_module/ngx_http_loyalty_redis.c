@@ -63,7 +63,6 @@ struct ngx_http_loyalty_redis_node_s {
     ngx_str_t                        host;        /* IP or unix path, NUL */
     int                              port;        /* 0: unix socket */
     ngx_msec_t                       connect_timeout;
-    ngx_uint_t                       next;        /* round robin */
     ngx_log_t                       *log;
     ngx_http_loyalty_redis_conn_t    conns[NGX_HTTP_LOYALTY_REDIS_POOL];
     unsigned                         exiting:1;
@@ -229,24 +228,28 @@ ngx_http_loyalty_redis_cancel(ngx_http_loyalty_redis_cmd_t *cmd)
 }
 
 
+/*
+ * The first connected connection takes every command: all commands of one
+ * event-loop pass then leave in one write and their replies arrive in one
+ * read.  The others stand by for when it fails.
+ */
+
 static ngx_http_loyalty_redis_conn_t *
 ngx_http_loyalty_redis_pick(ngx_http_loyalty_redis_node_t *node)
 {
-    ngx_uint_t                      i, n;
+    ngx_uint_t                      i;
     ngx_http_loyalty_redis_conn_t  *conn, *connecting;
 
     connecting = NULL;
 
     for (i = 0; i < NGX_HTTP_LOYALTY_REDIS_POOL; i++) {
-        n = (node->next + i) % NGX_HTTP_LOYALTY_REDIS_POOL;
-        conn = &node->conns[n];
+        conn = &node->conns[i];
 
         if (conn->ac == NULL || conn->closing) {
             continue;
         }
 
         if (conn->connected) {
-            node->next = n + 1;
             return conn;
         }
 
