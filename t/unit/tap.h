@@ -39,6 +39,7 @@ static int  tap_failed;
 
 
 #define S(str)  (const unsigned char *) (str), sizeof(str) - 1
+#define T(str)  (str), sizeof(str) - 1
 
 
 #endif /* _LOYALTY_TAP_H_INCLUDED_ */
