@@ -53,7 +53,7 @@ static char  *ngx_http_loyalty_status_labels[] = {
 /* indexed by ngx_http_loyalty_error_e */
 
 static char  *ngx_http_loyalty_error_labels[] = {
-    "connect", "closed", "protocol", "reply", "record"
+    "connect", "closed", "protocol", "reply", "record", "auth"
 };
 
 
@@ -208,7 +208,7 @@ ngx_http_loyalty_metrics_text(u_char *p, ngx_http_loyalty_metrics_t *m)
     p = ngx_sprintf(p,
             "# HELP nginx_loyalty_redis_errors_total Redis errors by kind: "
             "connect failed, connection closed, protocol error, error "
-            "reply, invalid record.\n"
+            "reply, invalid record, AUTH or SELECT refused.\n"
             "# TYPE nginx_loyalty_redis_errors_total counter\n");
 
     for (i = 0; i < NGX_HTTP_LOYALTY_ERRORS; i++) {

@@ -20,6 +20,7 @@
 #define NGX_HTTP_LOYALTY_VAR_TIER     1
 #define NGX_HTTP_LOYALTY_VAR_POINTS   2
 #define NGX_HTTP_LOYALTY_VAR_STATUS   3
+#define NGX_HTTP_LOYALTY_VAR_COOKIE_ERROR  4
 
 #define NGX_HTTP_LOYALTY_HEADER_PREFIX  "x-loyalty-"
 
@@ -55,6 +56,8 @@ static char *ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_loyalty_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_loyalty_redis_auth(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_loyalty_positive_msec(ngx_conf_t *cf, void *post,
     void *data);
 static char *ngx_http_loyalty_cookie_name(ngx_conf_t *cf, void *post,
@@ -84,6 +87,27 @@ static ngx_command_t  ngx_http_loyalty_commands[] = {
     { ngx_string("loyalty_redis"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_http_loyalty_redis,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("loyalty_redis_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE12,
+      ngx_http_loyalty_redis_auth,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("loyalty_redis_db"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_loyalty_loc_conf_t, redis_conf.db),
+      NULL },
+
+    { ngx_string("loyalty_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_http_loyalty_secret,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -186,6 +210,9 @@ static ngx_http_variable_t  ngx_http_loyalty_vars[] = {
     { ngx_string("loyalty_status"), NULL, ngx_http_loyalty_variable,
       NGX_HTTP_LOYALTY_VAR_STATUS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("loyalty_cookie_error"), NULL, ngx_http_loyalty_variable,
+      NGX_HTTP_LOYALTY_VAR_COOKIE_ERROR, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 
@@ -257,7 +284,7 @@ ngx_http_loyalty_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    ctx->status = ngx_http_loyalty_cookie_id(r, &llcf->cookie, &ctx->id);
+    ctx->status = ngx_http_loyalty_cookie_id(r, llcf, ctx);
 
     if (ctx->status != NGX_HTTP_LOYALTY_NONE) {
         return ngx_http_loyalty_finish(r, ctx);
@@ -793,6 +820,10 @@ ngx_http_loyalty_variable(ngx_http_request_t *r,
         s = &ctx->points;
         break;
 
+    case NGX_HTTP_LOYALTY_VAR_COOKIE_ERROR:
+        s = &ctx->cookie_error;
+        break;
+
     default: /* NGX_HTTP_LOYALTY_VAR_STATUS */
         s = &ngx_http_loyalty_status_names[ctx->status];
         break;
@@ -847,12 +878,17 @@ ngx_http_loyalty_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
+     *     conf->redis = NULL;
+     *     conf->redis_conf.address = { 0, NULL };
+     *     conf->redis_conf.user = { 0, NULL };
+     *     conf->redis_conf.password = { 0, NULL };
      *     conf->cookie = { 0, NULL };
      *     conf->key_prefix = { 0, NULL };
      */
 
     conf->enable = NGX_CONF_UNSET;
-    conf->redis = NGX_CONF_UNSET_PTR;
+    conf->redis_conf.db = NGX_CONF_UNSET;
+    conf->secret = NGX_CONF_UNSET_PTR;
     conf->timeout = NGX_CONF_UNSET_MSEC;
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
     conf->upstream_headers = NGX_CONF_UNSET;
@@ -868,8 +904,21 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_loyalty_loc_conf_t *prev = parent;
     ngx_http_loyalty_loc_conf_t *conf = child;
 
+    ngx_http_loyalty_main_conf_t  *lmcf;
+
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
-    ngx_conf_merge_ptr_value(conf->redis, prev->redis, NULL);
+
+    if (conf->redis_conf.address.data == NULL) {
+        conf->redis_conf.address = prev->redis_conf.address;
+    }
+
+    if (conf->redis_conf.password.data == NULL) {
+        conf->redis_conf.user = prev->redis_conf.user;
+        conf->redis_conf.password = prev->redis_conf.password;
+    }
+
+    ngx_conf_merge_value(conf->redis_conf.db, prev->redis_conf.db, 0);
+    ngx_conf_merge_ptr_value(conf->secret, prev->secret, NULL);
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 100);
     ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
                               100);
@@ -879,15 +928,32 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->upstream_headers, prev->upstream_headers, 1);
     ngx_conf_merge_value(conf->response_headers, prev->response_headers, 0);
 
-    if (conf->enable && conf->redis == NULL) {
+    if (!conf->enable) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->redis_conf.address.data == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"loyalty\" is on, but no \"loyalty_redis\" "
                            "address is set for this server");
         return NGX_CONF_ERROR;
     }
 
-    if (conf->redis != NULL) {
-        ngx_http_loyalty_redis_use(conf->redis, conf->connect_timeout);
+    conf->redis = ngx_http_loyalty_redis_add(cf, &conf->redis_conf);
+    if (conf->redis == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_http_loyalty_redis_use(conf->redis, conf->connect_timeout);
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_loyalty_module);
+
+    if (conf->secret == NULL && !lmcf->warned_unsigned) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"loyalty\" is on without \"loyalty_secret\": "
+                           "customer ids in cookies are trusted as sent, "
+                           "anyone can claim another shopper's id");
+        lmcf->warned_unsigned = 1;
     }
 
     return NGX_CONF_OK;
@@ -901,15 +967,52 @@ ngx_http_loyalty_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_t  *value;
 
-    if (llcf->redis != NGX_CONF_UNSET_PTR) {
+    if (llcf->redis_conf.address.data != NULL) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    llcf->redis = ngx_http_loyalty_redis_add(cf, &value[1]);
-    if (llcf->redis == NULL) {
+    /* checked here to point at this line; connected to at merge time,
+     * when the credentials of the same level are known */
+
+    if (ngx_http_loyalty_redis_check(cf, &value[1]) != NGX_OK) {
         return NGX_CONF_ERROR;
+    }
+
+    llcf->redis_conf.address = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_loyalty_redis_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_loyalty_loc_conf_t *llcf = conf;
+
+    ngx_str_t  *value;
+
+    if (llcf->redis_conf.password.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 3) {
+        llcf->redis_conf.user = value[1];
+        llcf->redis_conf.password = value[2];
+
+        if (value[1].len == 0) {
+            return "has an empty user name";
+        }
+
+    } else {
+        llcf->redis_conf.password = value[1];
+    }
+
+    if (llcf->redis_conf.password.len == 0) {
+        return "has an empty password";
     }
 
     return NGX_CONF_OK;

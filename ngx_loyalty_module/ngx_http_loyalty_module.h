@@ -34,6 +34,7 @@ typedef enum {
     NGX_HTTP_LOYALTY_ERR_PROTOCOL,
     NGX_HTTP_LOYALTY_ERR_REPLY,
     NGX_HTTP_LOYALTY_ERR_RECORD,
+    NGX_HTTP_LOYALTY_ERR_AUTH,
     NGX_HTTP_LOYALTY_ERRORS
 } ngx_http_loyalty_error_e;
 
@@ -112,12 +113,31 @@ typedef void (*ngx_http_loyalty_redis_handler_pt)(void *data, ngx_int_t rc,
 
 typedef struct {
     ngx_array_t                    backends;  /* ngx_http_loyalty_redis_t * */
+    ngx_flag_t                     warned_unsigned;
 } ngx_http_loyalty_main_conf_t;
+
+
+/* what a connection to Redis needs, as configured */
+typedef struct {
+    ngx_str_t                      address;
+    ngx_str_t                      user;      /* empty: AUTH password */
+    ngx_str_t                      password;  /* NULL data: no AUTH */
+    ngx_int_t                      db;        /* 0 or unset: no SELECT */
+} ngx_http_loyalty_redis_conf_t;
+
+
+/* the keys of a loyalty_secret file, the current one first */
+typedef struct {
+    void                          *keys;      /* loyalty_key_t[] */
+    size_t                         nkeys;
+} ngx_http_loyalty_secret_t;
 
 
 typedef struct {
     ngx_flag_t                     enable;
     ngx_http_loyalty_redis_t      *redis;
+    ngx_http_loyalty_redis_conf_t  redis_conf;
+    ngx_http_loyalty_secret_t     *secret;
     ngx_msec_t                     timeout;
     ngx_msec_t                     connect_timeout;
     ngx_str_t                      cookie;
@@ -140,6 +160,7 @@ typedef struct {
 
     ngx_http_loyalty_status_e      status;
     ngx_str_t                      id;
+    ngx_str_t                      cookie_error;
     ngx_str_t                      tier;
     ngx_str_t                      points;
 
@@ -156,7 +177,9 @@ ngx_http_loyalty_ctx_t *ngx_http_loyalty_get_ctx(ngx_http_request_t *r);
 
 /* ngx_http_loyalty_cookie.c */
 ngx_http_loyalty_status_e ngx_http_loyalty_cookie_id(ngx_http_request_t *r,
-    ngx_str_t *name, ngx_str_t *id);
+    ngx_http_loyalty_loc_conf_t *llcf, ngx_http_loyalty_ctx_t *ctx);
+char *ngx_http_loyalty_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* ngx_http_loyalty_filter.c */
 ngx_int_t ngx_http_loyalty_filter_init(ngx_conf_t *cf);
@@ -169,8 +192,9 @@ void ngx_http_loyalty_metrics_latency(ngx_uint_t us);
 ngx_uint_t ngx_http_loyalty_metrics_now_us(void);
 
 /* ngx_http_loyalty_redis.c */
+ngx_int_t ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address);
 ngx_http_loyalty_redis_t *ngx_http_loyalty_redis_add(ngx_conf_t *cf,
-    ngx_str_t *address);
+    ngx_http_loyalty_redis_conf_t *rc);
 void ngx_http_loyalty_redis_use(ngx_http_loyalty_redis_t *rd,
     ngx_msec_t connect_timeout);
 ngx_str_t *ngx_http_loyalty_redis_name(ngx_http_loyalty_redis_t *rd);

@@ -55,6 +55,7 @@ struct ngx_http_loyalty_redis_conn_s {
     unsigned                         connected:1;
     unsigned                         writing:1;   /* inside a hiredis write */
     unsigned                         closing:1;   /* we dropped it */
+    unsigned                         refused:1;   /* AUTH/SELECT failed */
 };
 
 
@@ -62,6 +63,9 @@ struct ngx_http_loyalty_redis_node_s {
     ngx_str_t                        name;        /* for logs */
     ngx_str_t                        host;        /* IP or unix path, NUL */
     int                              port;        /* 0: unix socket */
+    ngx_str_t                        user;
+    ngx_str_t                        password;    /* NULL data: no AUTH */
+    ngx_int_t                        db;          /* 0: no SELECT */
     ngx_msec_t                       connect_timeout;
     ngx_log_t                       *log;
     ngx_http_loyalty_redis_conn_t    conns[NGX_HTTP_LOYALTY_REDIS_POOL];
@@ -99,6 +103,9 @@ static void ngx_http_loyalty_redis_drop(ngx_http_loyalty_redis_conn_t *conn,
 
 static void ngx_http_loyalty_redis_connect(
     ngx_http_loyalty_redis_conn_t *conn);
+static void ngx_http_loyalty_redis_setup(ngx_http_loyalty_redis_conn_t *conn);
+static void ngx_http_loyalty_redis_setup_handler(redisAsyncContext *ac,
+    void *r, void *privdata);
 static void ngx_http_loyalty_redis_connected(const redisAsyncContext *ac,
     int status);
 static void ngx_http_loyalty_redis_disconnected(const redisAsyncContext *ac,
@@ -114,6 +121,7 @@ static void ngx_http_loyalty_redis_add_write(void *privdata);
 static void ngx_http_loyalty_redis_del_write(void *privdata);
 static void ngx_http_loyalty_redis_cleanup(void *privdata);
 
+static ngx_int_t ngx_http_loyalty_redis_str_eq(ngx_str_t *a, ngx_str_t *b);
 static ngx_int_t ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf,
     ngx_str_t *address, ngx_http_loyalty_redis_node_t *node);
 
@@ -126,6 +134,8 @@ static ngx_str_t  ngx_http_loyalty_redis_stalled =
 static ngx_str_t  ngx_http_loyalty_redis_closed =
     ngx_string("connection closed");
 static ngx_str_t  ngx_http_loyalty_redis_nomem = ngx_string("out of memory");
+static ngx_str_t  ngx_http_loyalty_redis_refused =
+    ngx_string("connection refused by AUTH or SELECT");
 
 
 ngx_int_t
@@ -284,7 +294,9 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
 
     if (rr != NULL) {
         /* Redis answers: the next failure starts the backoff afresh */
-        conn->backoff = 0;
+        if (rr->type != REDIS_REPLY_ERROR) {
+            conn->backoff = 0;
+        }
 
         ngx_http_loyalty_metric_add(replies, 1);
         ngx_http_loyalty_metrics_latency(ngx_http_loyalty_metrics_now_us()
@@ -301,6 +313,10 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
         {
             rc = NGX_HTTP_LOYALTY_REDIS_TIMEOUT;
             err = ngx_http_loyalty_redis_stalled;
+
+        } else if (conn->refused) {
+            rc = NGX_HTTP_LOYALTY_REDIS_FAILED;
+            err = ngx_http_loyalty_redis_refused;
 
         } else {
             rc = NGX_HTTP_LOYALTY_REDIS_FAILED;
@@ -515,6 +531,7 @@ ngx_http_loyalty_redis_connect(ngx_http_loyalty_redis_conn_t *conn)
     conn->connected = 0;
     conn->closing = 0;
     conn->writing = 0;
+    conn->refused = 0;
 
     ac->data = conn;
     ac->ev.data = conn;
@@ -536,6 +553,8 @@ ngx_http_loyalty_redis_connect(ngx_http_loyalty_redis_conn_t *conn)
                    "loyalty redis \"%V\": connecting, fd:%d",
                    &node->name, c->fd);
 
+    ngx_http_loyalty_redis_setup(conn);
+
     return;
 
 failed:
@@ -548,6 +567,103 @@ failed:
                                 NGX_HTTP_LOYALTY_REDIS_BACKOFF_MAX);
         ngx_add_timer(&conn->reconnect, conn->backoff);
     }
+}
+
+
+/*
+ * AUTH and SELECT go first in the output buffer of every new connection,
+ * so every lookup queued after them runs authenticated and in the right
+ * database, without waiting for their replies.
+ */
+
+static void
+ngx_http_loyalty_redis_setup(ngx_http_loyalty_redis_conn_t *conn)
+{
+    int                             argc;
+    char                            db[NGX_INT_T_LEN];
+    size_t                          lens[3];
+    const char                     *args[3];
+    ngx_http_loyalty_redis_node_t  *node;
+
+    node = conn->node;
+
+    if (node->password.data != NULL) {
+        argc = 0;
+        args[argc] = "AUTH";
+        lens[argc++] = 4;
+
+        if (node->user.len) {
+            args[argc] = (const char *) node->user.data;
+            lens[argc++] = node->user.len;
+        }
+
+        args[argc] = (const char *) node->password.data;
+        lens[argc++] = node->password.len;
+
+        (void) redisAsyncCommandArgv(conn->ac,
+                                     ngx_http_loyalty_redis_setup_handler,
+                                     (void *) "AUTH", argc, args, lens);
+    }
+
+    if (node->db > 0) {
+        args[0] = "SELECT";
+        lens[0] = 6;
+        args[1] = db;
+        lens[1] = ngx_sprintf((u_char *) db, "%i", node->db) - (u_char *) db;
+
+        (void) redisAsyncCommandArgv(conn->ac,
+                                     ngx_http_loyalty_redis_setup_handler,
+                                     (void *) "SELECT", 2, args, lens);
+    }
+}
+
+
+static void
+ngx_http_loyalty_redis_setup_handler(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                     *rr = r;
+    const char                     *what = privdata;
+    ngx_http_loyalty_redis_conn_t  *conn;
+
+    if (rr == NULL) {
+        /* the connection is going away */
+        return;
+    }
+
+    conn = ac->data;
+
+    if (rr->type != REDIS_REPLY_ERROR) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, conn->node->log, 0,
+                       "loyalty redis \"%V\": %s ok",
+                       &conn->node->name, what);
+        return;
+    }
+
+    /*
+     * Once per connection attempt; the connection is dropped and retried
+     * with the usual backoff (up to 1 s), so wrong credentials cause
+     * neither a log flood nor a reconnect storm.  Never log the password.
+     */
+
+    ngx_log_error(NGX_LOG_ERR, conn->node->log, 0,
+                  "loyalty redis \"%V\" %s failed: \"%*s\"",
+                  &conn->node->name,
+                  what[0] == 'A' ? "authentication (AUTH)" : "SELECT",
+                  ngx_min(rr->len, 128), rr->str);
+
+    ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_AUTH], 1);
+
+    if (conn->closing) {
+        return;
+    }
+
+    conn->refused = 1;
+    conn->closing = 1;
+    conn->failure = NGX_HTTP_LOYALTY_REDIS_FAILED;
+
+    /* inside a hiredis callback: freed when it returns */
+    redisAsyncFree(ac);
 }
 
 
@@ -924,9 +1040,24 @@ ngx_http_loyalty_redis_use(ngx_http_loyalty_redis_t *rd,
 }
 
 
-ngx_http_loyalty_redis_t *
-ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_str_t *address)
+ngx_int_t
+ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address)
 {
+    ngx_http_loyalty_redis_node_t  node;
+
+    return ngx_http_loyalty_redis_parse_address(cf, address, &node);
+}
+
+
+/*
+ * One backend per address and credentials: servers that name the same
+ * Redis the same way share its connections.
+ */
+
+ngx_http_loyalty_redis_t *
+ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_http_loyalty_redis_conf_t *rc)
+{
+    ngx_int_t                       db;
     ngx_uint_t                      i;
     ngx_http_loyalty_redis_t       *rd, **rdp;
     ngx_http_loyalty_main_conf_t   *lmcf;
@@ -934,12 +1065,18 @@ ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_str_t *address)
 
     lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_loyalty_module);
 
+    db = (rc->db == NGX_CONF_UNSET) ? 0 : rc->db;
+
     rdp = lmcf->backends.elts;
 
     for (i = 0; i < lmcf->backends.nelts; i++) {
-        if (rdp[i]->name.len == address->len
-            && ngx_strncmp(rdp[i]->name.data, address->data, address->len)
-               == 0)
+        node = rdp[i]->node;
+
+        if (ngx_http_loyalty_redis_str_eq(&rdp[i]->name, &rc->address)
+            && ngx_http_loyalty_redis_str_eq(&node->user, &rc->user)
+            && ngx_http_loyalty_redis_str_eq(&node->password, &rc->password)
+            && (node->password.data == NULL) == (rc->password.data == NULL)
+            && node->db == db)
         {
             return rdp[i];
         }
@@ -955,11 +1092,17 @@ ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_str_t *address)
         return NULL;
     }
 
-    if (ngx_http_loyalty_redis_parse_address(cf, address, node) != NGX_OK) {
+    if (ngx_http_loyalty_redis_parse_address(cf, &rc->address, node)
+        != NGX_OK)
+    {
         return NULL;
     }
 
-    rd->name = *address;
+    node->user = rc->user;
+    node->password = rc->password;
+    node->db = db;
+
+    rd->name = rc->address;
     rd->node = node;
 
     rdp = ngx_array_push(&lmcf->backends);
@@ -970,6 +1113,14 @@ ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_str_t *address)
     *rdp = rd;
 
     return rd;
+}
+
+
+static ngx_int_t
+ngx_http_loyalty_redis_str_eq(ngx_str_t *a, ngx_str_t *b)
+{
+    return a->len == b->len
+           && (a->len == 0 || ngx_memcmp(a->data, b->data, a->len) == 0);
 }
 
 
