@@ -3,6 +3,8 @@
 #   make          build build/ngx_http_loyalty_module.so against nginx-dev
 #   make test     unit tests and the prove suite (real nginx, real Redis)
 #   make demo     demo storefront on loopback ports, until Ctrl-C
+#   make fuzz     libFuzzer on lib/ parsers, FUZZ_SECONDS (60) per target
+#   make valgrind the prove suite with nginx under valgrind memcheck
 #   make deps     install the missing Debian packages (every target does)
 
 NGINX_SRC   ?= /usr/share/nginx/src
@@ -19,9 +21,22 @@ UNIT_SRCS   := $(wildcard t/unit/test_*.c)
 UNIT_BINS   := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 PROVE_FLAGS ?= -r
 
-.PHONY: all deps module unit test demo clean bench bench-quick
+# fuzz targets: t/fuzz/fuzz_<name>.c, seeds in t/fuzz/corpus/<name>/
+FUZZ_NAMES  := $(patsubst t/fuzz/fuzz_%.c,%,$(wildcard t/fuzz/fuzz_*.c))
+FUZZ_BINS   := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_NAMES))
+REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz-replay/%,$(FUZZ_NAMES))
+FUZZ_CC     ?= clang
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined \
+               -fno-sanitize-recover=undefined -I$(LIB_DIR)
+FUZZ_SECONDS ?= 60
+# the replay build: no libFuzzer, any compiler; ASan/UBSan from gcc
+REPLAY_CFLAGS := $(CFLAGS_LIB) -O1 -fno-omit-frame-pointer \
+               -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-all: deps module
+.PHONY: all deps module unit test demo clean bench bench-quick \
+        fuzz fuzz-replay valgrind
+
+all: deps module $(BUILD)/loyalty-cookie
 
 deps:
 	@sh tools/install-deps.sh
@@ -55,8 +70,47 @@ $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(LIB_SRCS) $(wildcard $(LIB_DIR)/*.h)
 
 unit: deps $(UNIT_BINS)
 
-test: deps module unit
+# mints and checks signed cookies with the module's own codec
+# (docs/cookie-signing.md)
+$(BUILD)/loyalty-cookie: tools/loyalty-cookie.c $(LIB_SRCS) \
+                         $(wildcard $(LIB_DIR)/*.h)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_LIB) -I$(LIB_DIR) -o $@ tools/loyalty-cookie.c \
+	    $(LIB_SRCS) -lcrypto -ljansson
+
+test: deps module unit fuzz-replay $(BUILD)/loyalty-cookie
 	prove $(PROVE_FLAGS) t/
+
+$(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c t/fuzz/fuzz.h $(LIB_SRCS) \
+                      $(wildcard $(LIB_DIR)/*.h)
+	@mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) -lcrypto -ljansson
+
+$(BUILD)/fuzz-replay/%: t/fuzz/fuzz_%.c t/fuzz/replay.c t/fuzz/fuzz.h \
+                        $(LIB_SRCS) $(wildcard $(LIB_DIR)/*.h)
+	@mkdir -p $(BUILD)/fuzz-replay
+	$(CC) $(REPLAY_CFLAGS) -I$(LIB_DIR) -It/fuzz -o $@ $< t/fuzz/replay.c \
+	    $(LIB_SRCS) -lcrypto -ljansson
+
+# the corpora replayed by t/11-fuzz-replay.t, part of make test
+fuzz-replay: deps $(REPLAY_BINS)
+
+# each target for FUZZ_SECONDS on a scratch copy of its corpus (new
+# inputs stay in build/fuzz/work, t/fuzz/corpus is never written);
+# crashes are saved as build/fuzz/<name>-crash-*
+fuzz: deps $(FUZZ_BINS)
+	@sh t/fuzz/run.sh $(FUZZ_SECONDS) $(BUILD)/fuzz $(FUZZ_NAMES)
+
+# the prove suite with every nginx (masters, workers, nginx -t) under
+# valgrind memcheck, one log per process in build/valgrind, then the
+# verdict on the logs: no memcheck error, no definite leak through the
+# module (tools/valgrind-check); the checker runs even if prove fails
+valgrind: deps module unit fuzz-replay $(BUILD)/loyalty-cookie
+	rm -rf $(BUILD)/valgrind
+	@mkdir -p $(BUILD)/valgrind
+	@NGINX_BINARY=$(CURDIR)/tools/valgrind-nginx LOYALTY_VALGRIND=1 \
+	    LOYALTY_VALGRIND_DIR=$(BUILD)/valgrind prove $(PROVE_FLAGS) t/; \
+	rc=$$?; perl tools/valgrind-check $(BUILD)/valgrind && exit $$rc
 
 demo: deps module
 	@sh demo/run.sh

@@ -6,7 +6,8 @@
 set -eu
 
 PACKAGES="nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev
-          redis-server redis-tools curl gcc make perl"
+          redis-server redis-tools curl gcc make perl python3 php-cli
+          nodejs clang libclang-rt-14-dev valgrind"
 
 missing=""
 for p in $PACKAGES "$@"; do
