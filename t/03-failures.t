@@ -32,6 +32,11 @@ my $closed = $t->free_port;     # nothing listens here
 
 my $line = 'return 200 "status=$loyalty_status tier=$loyalty_tier\n";';
 
+# upper bounds on latency: under make valgrind nginx is slow and the
+# machine busy, so they stretch by the harness's factor (still far below
+# a hang); lower bounds and orderings stay as they are
+my $slow = $LoyaltyTest::SLOW;
+
 $t->write_config(<<"CONF", log_level => 'info');
 loyalty_redis_timeout 300ms;
 
@@ -114,7 +119,7 @@ for my $name (sort keys %want) {
         $r = lookup($t->named_port($name));
         is $r->{status}, 200, "$name Redis, try $try: served";
         is status_of($r), $want{$name}, "$name Redis, try $try: $want{$name}";
-        cmp_ok $r->{elapsed}, '<', 2.3,
+        cmp_ok $r->{elapsed}, '<', 2.3 * $slow,
             "$name Redis, try $try: within the timeout";
     }
 }
@@ -139,7 +144,7 @@ cmp_ok $p->{elapsed}, '<', $w->{elapsed},
 is $w->{status}, 200, 'hung Redis: served';
 is status_of($w), 'timeout', 'hung Redis: timeout';
 cmp_ok $w->{elapsed}, '>=', 0.25, 'hung Redis: waited for the timeout';
-cmp_ok $w->{elapsed}, '<', 2, 'hung Redis: bounded latency';
+cmp_ok $w->{elapsed}, '<', 2 * $slow, 'hung Redis: bounded latency';
 
 my @many = @{ $t->concurrent([ map { { path => '/',
         headers => [ Cookie => "loyalty_id=$_" ] } } 1 .. 40 ]) };
@@ -158,7 +163,7 @@ $t->stop_redis;
 $r = lookup($t->port);
 is $r->{status}, 200, 'Redis down: served';
 is status_of($r), 'error', 'Redis down: error';
-cmp_ok $r->{elapsed}, '<', 1, 'Redis down: fails fast';
+cmp_ok $r->{elapsed}, '<', 1 * $slow, 'Redis down: fails fast';
 
 $t->restart_redis;
 $t->redis('HSET', 'loyalty:customer:42', 'tier', 'gold', 'points', '1234');

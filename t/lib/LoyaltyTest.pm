@@ -25,6 +25,14 @@ use Test::More ();
 our $VERSION = '0.01';
 
 our $NGINX        = $ENV{NGINX_BINARY}   || '/usr/sbin/nginx';
+
+# make valgrind runs nginx under memcheck (tools/valgrind-nginx) with
+# LOYALTY_VALGRIND=1: nginx starts, reloads and stops many times slower,
+# so the harness's waits for it (start, workers, reload, stop, default
+# client timeouts, wait_for) are $SLOW times longer.  Tests read
+# $LoyaltyTest::VALGRIND and $LoyaltyTest::SLOW to relax their own timing.
+our $VALGRIND     = $ENV{LOYALTY_VALGRIND} ? 1 : 0;
+our $SLOW         = $VALGRIND ? ($ENV{LOYALTY_VALGRIND_SLOW} || 10) : 1;
 our $REDIS_SERVER = $ENV{REDIS_SERVER}   || 'redis-server';
 my  $MODULE_REL   = 'build/ngx_http_loyalty_module.so';
 
@@ -115,7 +123,7 @@ sub named_port {
 sub wait_for {
     my ($self, $cb, $timeout) = @_;
     $timeout //= 5;
-    my $deadline = time + $timeout;
+    my $deadline = time + $timeout * $SLOW;
     while (1) {
         my $r = $cb->();
         return $r if $r;
@@ -523,7 +531,7 @@ sub start_nginx {
 
     my $port = exists $o{port} ? $o{port}
              : $self->{conf_uses_port} ? $self->port : undef;
-    my $deadline = time + ($o{timeout} || 5);
+    my $deadline = time + ($o{timeout} || 5) * $SLOW;
     while (1) {
         if (!_alive($pid)) {
             delete $self->{nginx_pid};
@@ -564,11 +572,11 @@ sub stop_nginx {
     my $pid = delete $self->{nginx_pid} or return;
     my @workers = _children_of($pid);
     kill 'QUIT', $pid;
-    my $st = _wait_child($pid, $o{timeout} // 10);
+    my $st = _wait_child($pid, ($o{timeout} // 10) * $SLOW);
     unless (defined $st) {
         Test::More::diag("stop_nginx: graceful shutdown timed out, "
                          . "sending TERM");
-        $st = _terminate($pid, 5);
+        $st = _terminate($pid, 5 * $SLOW);
     }
     kill 'KILL', $_ for grep { kill 0, $_ } @workers;
     return $st;
@@ -609,7 +617,10 @@ sub worker_pids {
     for my $c (_children_of($pid)) {
         my $cmd = _slurp("/proc/$c/cmdline");
         $cmd =~ tr/\0/ /;
-        next unless $cmd =~ /worker process/;
+        # under valgrind the title nginx sets is not the process's
+        # cmdline (that is valgrind's): every child counts as a worker,
+        # shutting down or not (the tests start no cache processes)
+        next unless $cmd =~ /worker process/ || $VALGRIND;
         next if !$o{all} && $cmd =~ /shutting down/;
         push @w, $c;
     }
@@ -860,7 +871,7 @@ sub raw_request {
 sub start_request {
     my ($self, %a) = @_;
     my $start   = time;
-    my $timeout = $a{timeout} // 10;
+    my $timeout = $a{timeout} // 10 * $SLOW;
     my ($req, $method);
     if (defined $a{raw}) {
         ($req, $method) = ($a{raw}, $a{method} // 'GET');
@@ -897,7 +908,7 @@ sub finish_request {
 sub keepalive {
     my ($self, $reqs, %o) = @_;
     my $port    = $o{port} // $self->port;
-    my $timeout = $o{timeout} // 10;
+    my $timeout = $o{timeout} // 10 * $SLOW;
     my $sock = _connect($port, $timeout)
         or die "keepalive: connect to port $port: $!\n";
     my $conn = { sock => $sock, buf => '', eof => 0 };
@@ -923,7 +934,7 @@ sub keepalive {
 
 sub concurrent {
     my ($self, $reqs, %o) = @_;
-    my $timeout = $o{timeout} // 30;
+    my $timeout = $o{timeout} // 30 * $SLOW;
     my $start = time;
     my $deadline = $start + $timeout;
     my (@res, @st);
@@ -1176,7 +1187,7 @@ sub cleanup {
     return unless $self->{owner_pid} && $$ == $self->{owner_pid};
     if (my $pid = delete $self->{nginx_pid}) {
         my @w = _children_of($pid);
-        _terminate($pid, 3);
+        _terminate($pid, 3 * $SLOW);
         kill 'KILL', $_ for grep { kill 0, $_ } @w;
     }
     $self->stop_fake_server($_) for keys %{ $self->{fake} };
@@ -1248,6 +1259,12 @@ Everything runs under a private temp dir (mode 0777, removed at the end
 unless C<KEEP_TEST_DIR=1>).  Every process started (nginx, redis, fake
 servers, backend) is killed and reaped by C<cleanup>, which runs from
 C<DESTROY>, an C<END> block and INT/TERM/HUP handlers.
+
+C<NGINX_BINARY> replaces F</usr/sbin/nginx>.  With C<LOYALTY_VALGRIND=1>
+(make valgrind, which runs F<tools/valgrind-nginx>) every wait for nginx
+and every default client timeout is C<$LoyaltyTest::SLOW> times longer
+(C<LOYALTY_VALGRIND_SLOW>, default 10), C<worker_pids> counts every child
+of the master, and tests may read C<$LoyaltyTest::VALGRIND>.
 
 =head2 Main methods
 
