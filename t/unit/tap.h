@@ -17,10 +17,12 @@ static int  tap_n;
 static int  tap_failed;
 
 
+/* cond is evaluated once: it may have side effects */
 #define ok(cond, ...)                                                        \
     do {                                                                     \
+        int  tap_pass = (cond) ? 1 : 0;                                      \
         tap_n++;                                                             \
-        if (!(cond)) {                                                       \
+        if (!tap_pass) {                                                     \
             tap_failed++;                                                    \
             printf("not ok %d - ", tap_n);                                   \
         } else {                                                             \
@@ -28,7 +30,7 @@ static int  tap_failed;
         }                                                                    \
         printf(__VA_ARGS__);                                                 \
         printf("\n");                                                        \
-        if (!(cond)) {                                                       \
+        if (!tap_pass) {                                                     \
             printf("#   failed at %s line %d\n", __FILE__, __LINE__);       \
         }                                                                    \
     } while (0)
