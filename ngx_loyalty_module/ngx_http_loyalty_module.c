@@ -21,6 +21,17 @@
 #define NGX_HTTP_LOYALTY_VAR_POINTS   2
 #define NGX_HTTP_LOYALTY_VAR_STATUS   3
 #define NGX_HTTP_LOYALTY_VAR_COOKIE_ERROR  4
+#define NGX_HTTP_LOYALTY_VAR_JSON     5
+#define NGX_HTTP_LOYALTY_VAR_OFFERS   6
+#define NGX_HTTP_LOYALTY_VAR_NEXT_TIER  7
+#define NGX_HTTP_LOYALTY_VAR_POINTS_TO_NEXT  8
+
+/* longest optional field value kept (bytes); longer ones are dropped */
+#define NGX_HTTP_LOYALTY_FIELD_MAX    256
+#define NGX_HTTP_LOYALTY_OFFERS_MAX   65536
+
+/* reply time allowed for fetching the offer catalog (ms) */
+#define NGX_HTTP_LOYALTY_CATALOG_TIMEOUT  1000
 
 #define NGX_HTTP_LOYALTY_HEADER_PREFIX  "x-loyalty-"
 
@@ -47,6 +58,11 @@ static ngx_int_t ngx_http_loyalty_set_headers(ngx_http_request_t *r,
 static ngx_int_t ngx_http_loyalty_push_header(ngx_list_t *headers,
     ngx_http_loyalty_header_t *h, ngx_str_t *value);
 static void ngx_http_loyalty_cleanup(void *data);
+static void ngx_http_loyalty_catalog_fetch(ngx_event_t *ev);
+static void ngx_http_loyalty_catalog_reply(void *data, ngx_int_t rc,
+    ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
+static ngx_http_loyalty_catalog_t *ngx_http_loyalty_catalog_add(
+    ngx_conf_t *cf, ngx_http_loyalty_loc_conf_t *llcf);
 static ngx_int_t ngx_http_loyalty_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -58,14 +74,25 @@ static char *ngx_http_loyalty_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_loyalty_redis_auth(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_loyalty_inject(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_loyalty_positive_msec(ngx_conf_t *cf, void *post,
     void *data);
 static char *ngx_http_loyalty_cookie_name(ngx_conf_t *cf, void *post,
     void *data);
+static char *ngx_http_loyalty_marker(ngx_conf_t *cf, void *post, void *data);
 static ngx_int_t ngx_http_loyalty_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_loyalty_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_loyalty_init_process(ngx_cycle_t *cycle);
 static void ngx_http_loyalty_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_enum_t  ngx_http_loyalty_inject_modes[] = {
+    { ngx_string("off"), NGX_HTTP_LOYALTY_INJECT_OFF },
+    { ngx_string("html"), NGX_HTTP_LOYALTY_INJECT_HTML },
+    { ngx_string("json"), NGX_HTTP_LOYALTY_INJECT_JSON },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_conf_post_t  ngx_http_loyalty_positive_msec_post =
@@ -73,6 +100,9 @@ static ngx_conf_post_t  ngx_http_loyalty_positive_msec_post =
 
 static ngx_conf_post_t  ngx_http_loyalty_cookie_name_post =
     { ngx_http_loyalty_cookie_name };
+
+static ngx_conf_post_t  ngx_http_loyalty_marker_post =
+    { ngx_http_loyalty_marker };
 
 
 static ngx_command_t  ngx_http_loyalty_commands[] = {
@@ -147,6 +177,62 @@ static ngx_command_t  ngx_http_loyalty_commands[] = {
       offsetof(ngx_http_loyalty_loc_conf_t, upstream_headers),
       NULL },
 
+    { ngx_string("loyalty_tier"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE23,
+      ngx_http_loyalty_tier,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("loyalty_offers_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_loyalty_loc_conf_t, offers_key),
+      NULL },
+
+    { ngx_string("loyalty_offers_refresh"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_loyalty_loc_conf_t, offers_refresh),
+      &ngx_http_loyalty_positive_msec_post },
+
+    { ngx_string("loyalty_offers_max"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_loyalty_loc_conf_t, offers_max),
+      NULL },
+
+    { ngx_string("loyalty_inject"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_loyalty_inject,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_loyalty_loc_conf_t, inject),
+      &ngx_http_loyalty_inject_modes },
+
+    { ngx_string("loyalty_inject_marker"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_loyalty_loc_conf_t, inject_marker),
+      &ngx_http_loyalty_marker_post },
+
+    { ngx_string("loyalty_inject_types"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_types_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_loyalty_loc_conf_t, inject_types_keys),
+      NULL },
+
+    { ngx_string("loyalty_inject_json_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_loyalty_loc_conf_t, inject_json_max_size),
+      NULL },
+
     { ngx_string("loyalty_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_loyalty_metrics_directive,
@@ -213,6 +299,18 @@ static ngx_http_variable_t  ngx_http_loyalty_vars[] = {
     { ngx_string("loyalty_cookie_error"), NULL, ngx_http_loyalty_variable,
       NGX_HTTP_LOYALTY_VAR_COOKIE_ERROR, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("loyalty_json"), NULL, ngx_http_loyalty_variable,
+      NGX_HTTP_LOYALTY_VAR_JSON, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("loyalty_offers"), NULL, ngx_http_loyalty_variable,
+      NGX_HTTP_LOYALTY_VAR_OFFERS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("loyalty_next_tier"), NULL, ngx_http_loyalty_variable,
+      NGX_HTTP_LOYALTY_VAR_NEXT_TIER, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("loyalty_points_to_next"), NULL, ngx_http_loyalty_variable,
+      NGX_HTTP_LOYALTY_VAR_POINTS_TO_NEXT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 
@@ -242,9 +340,21 @@ static ngx_http_loyalty_header_t  ngx_http_loyalty_header_status =
     { ngx_string("X-Loyalty-Status"), ngx_string("x-loyalty-status"), 0 };
 
 
-static ngx_str_t  ngx_http_loyalty_field_tier = ngx_string("tier");
-static ngx_str_t  ngx_http_loyalty_field_points = ngx_string("points");
+/* in lib's loyalty_field_e order */
+
+static ngx_str_t  ngx_http_loyalty_fields[NGX_HTTP_LOYALTY_FIELDS] = {
+    ngx_string("tier"),
+    ngx_string("points"),
+    ngx_string("cashback"),
+    ngx_string("segments"),
+    ngx_string("first_order"),
+    ngx_string("birthday"),
+    ngx_string("referral_code"),
+    ngx_string("offers")
+};
+
 static ngx_str_t  ngx_http_loyalty_hmget = ngx_string("HMGET");
+static ngx_str_t  ngx_http_loyalty_get = ngx_string("GET");
 
 
 static ngx_int_t
@@ -252,7 +362,7 @@ ngx_http_loyalty_handler(ngx_http_request_t *r)
 {
     u_char                       *p;
     ngx_int_t                     rc;
-    ngx_str_t                     err, argv[4];
+    ngx_str_t                     err, argv[2 + NGX_HTTP_LOYALTY_FIELDS];
     ngx_http_loyalty_ctx_t       *ctx, *mctx;
     ngx_http_loyalty_loc_conf_t  *llcf;
 
@@ -290,7 +400,8 @@ ngx_http_loyalty_handler(ngx_http_request_t *r)
         return ngx_http_loyalty_finish(r, ctx);
     }
 
-    /* HMGET <prefix><id> tier points */
+    /* HMGET <prefix><id> tier points cashback ... offers: one round trip
+     * for the headers and the fragment alike */
 
     argv[0] = ngx_http_loyalty_hmget;
 
@@ -303,14 +414,15 @@ ngx_http_loyalty_handler(ngx_http_request_t *r)
     p = ngx_cpymem(argv[1].data, llcf->key_prefix.data, llcf->key_prefix.len);
     ngx_memcpy(p, ctx->id.data, ctx->id.len);
 
-    argv[2] = ngx_http_loyalty_field_tier;
-    argv[3] = ngx_http_loyalty_field_points;
+    ngx_memcpy(&argv[2], ngx_http_loyalty_fields,
+               sizeof(ngx_http_loyalty_fields));
 
     ctx->start = ngx_current_msec;
 
     rc = ngx_http_loyalty_redis_send(llcf->redis, r->pool,
                                      r->connection->log, llcf->timeout,
-                                     4, argv, ngx_http_loyalty_reply, ctx,
+                                     2 + NGX_HTTP_LOYALTY_FIELDS, argv,
+                                     ngx_http_loyalty_reply, ctx,
                                      &ctx->cmd, &err);
 
     if (rc == NGX_ERROR) {
@@ -468,17 +580,19 @@ ngx_http_loyalty_reply(void *data, ngx_int_t rc,
 }
 
 
-/* HMGET tier points: both nil means no such customer */
+/* HMGET tier points ...: tier and points nil means no such customer */
 
 static ngx_http_loyalty_status_e
 ngx_http_loyalty_record(ngx_http_loyalty_ctx_t *ctx,
     ngx_http_loyalty_reply_t *reply)
 {
     u_char                    *p;
+    size_t                     max;
     uint64_t                   points;
+    ngx_uint_t                 i;
     ngx_log_t                 *log;
     ngx_http_request_t        *r;
-    ngx_http_loyalty_reply_t  *tier, *pts;
+    ngx_http_loyalty_reply_t  *tier, *pts, *f;
 
     r = ctx->request;
     log = r->connection->log;
@@ -491,7 +605,9 @@ ngx_http_loyalty_record(ngx_http_loyalty_ctx_t *ctx,
         return NGX_HTTP_LOYALTY_ERROR;
     }
 
-    if (reply->type != NGX_HTTP_LOYALTY_REPLY_ARRAY || reply->nelts != 2) {
+    if (reply->type != NGX_HTTP_LOYALTY_REPLY_ARRAY
+        || reply->nelts != NGX_HTTP_LOYALTY_FIELDS)
+    {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "loyalty redis sent an unexpected reply of type %ui",
                       reply->type);
@@ -545,6 +661,35 @@ ngx_http_loyalty_record(ngx_http_loyalty_ctx_t *ctx,
     ctx->tier.len = p - ctx->tier.data;
 
     ctx->points.len = loyalty_uint_format(points, ctx->points.data);
+
+    /* the other fields are copied as they are and validated only if the
+     * fragment is built; absurd sizes are dropped here */
+
+    for (i = 2; i < NGX_HTTP_LOYALTY_FIELDS; i++) {
+        f = &reply->elts[i];
+
+        if (f->type != NGX_HTTP_LOYALTY_REPLY_STRING || f->str.len == 0) {
+            continue;
+        }
+
+        max = (i == NGX_HTTP_LOYALTY_FIELDS - 1) ? NGX_HTTP_LOYALTY_OFFERS_MAX
+                                                 : NGX_HTTP_LOYALTY_FIELD_MAX;
+
+        if (f->str.len > max) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "loyalty record field \"%V\" dropped: longer than "
+                          "%uz bytes", &ngx_http_loyalty_fields[i], max);
+            continue;
+        }
+
+        ctx->fields[i].data = ngx_pnalloc(r->pool, f->str.len);
+        if (ctx->fields[i].data == NULL) {
+            return NGX_HTTP_LOYALTY_ERROR;
+        }
+
+        ngx_memcpy(ctx->fields[i].data, f->str.data, f->str.len);
+        ctx->fields[i].len = f->str.len;
+    }
 
     return NGX_HTTP_LOYALTY_OK;
 }
@@ -788,11 +933,98 @@ ngx_http_loyalty_cleanup(void *data)
 }
 
 
+/*
+ * The offer catalog: each worker fetches it when it starts and then every
+ * loyalty_offers_refresh, so it costs nothing per request.  Until the
+ * first fetch succeeds it retries every second.
+ */
+
+static void
+ngx_http_loyalty_catalog_fetch(ngx_event_t *ev)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    err, argv[2];
+    ngx_http_loyalty_catalog_t  *cat;
+
+    cat = ev->data;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    if (cat->cmd == NULL) {
+        argv[0] = ngx_http_loyalty_get;
+        argv[1] = cat->key;
+
+        rc = ngx_http_loyalty_redis_send(cat->redis, ngx_cycle->pool,
+                                         ngx_cycle->log,
+                                         NGX_HTTP_LOYALTY_CATALOG_TIMEOUT,
+                                         2, argv,
+                                         ngx_http_loyalty_catalog_reply, cat,
+                                         &cat->cmd, &err);
+
+        if (rc != NGX_AGAIN) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                           "loyalty offers catalog \"%V\": %V",
+                           &cat->key, &err);
+            cat->cmd = NULL;
+        }
+    }
+
+    ngx_add_timer(&cat->timer, cat->loaded ? cat->refresh
+                                           : ngx_min(cat->refresh, 1000));
+}
+
+
+static void
+ngx_http_loyalty_catalog_reply(void *data, ngx_int_t rc,
+    ngx_http_loyalty_reply_t *reply, ngx_str_t *err)
+{
+    ngx_http_loyalty_catalog_t *cat = data;
+
+    cat->cmd = NULL;
+
+    if (rc != NGX_HTTP_LOYALTY_REDIS_REPLY) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "loyalty offers catalog \"%V\" not fetched: %V",
+                      &cat->key, err);
+        return;
+    }
+
+    switch (reply->type) {
+
+    case NGX_HTTP_LOYALTY_REPLY_STRING:
+        ngx_http_loyalty_catalog_update(cat, &reply->str, ngx_cycle->log);
+        break;
+
+    case NGX_HTTP_LOYALTY_REPLY_NIL:
+        ngx_http_loyalty_catalog_update(cat, NULL, ngx_cycle->log);
+        break;
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "loyalty offers catalog \"%V\": unexpected reply "
+                      "\"%*s\", keeping the last good one", &cat->key,
+                      ngx_min(reply->str.len, 128), reply->str.data);
+        return;
+    }
+
+    cat->loaded = 1;
+}
+
+
+ngx_str_t *
+ngx_http_loyalty_status_name(ngx_http_loyalty_ctx_t *ctx)
+{
+    return &ngx_http_loyalty_status_names[ctx->status];
+}
+
+
 static ngx_int_t
 ngx_http_loyalty_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t               *s;
+    ngx_str_t               *s, next, to_next;
     ngx_http_loyalty_ctx_t  *ctx;
 
     ctx = ngx_http_loyalty_get_ctx(r);
@@ -823,6 +1055,36 @@ ngx_http_loyalty_variable(ngx_http_request_t *r,
     case NGX_HTTP_LOYALTY_VAR_COOKIE_ERROR:
         s = &ctx->cookie_error;
         break;
+
+    case NGX_HTTP_LOYALTY_VAR_JSON:
+    case NGX_HTTP_LOYALTY_VAR_OFFERS:
+        if (ngx_http_loyalty_fragment(r, ctx) == NULL) {
+            return NGX_ERROR;
+        }
+
+        s = (data == NGX_HTTP_LOYALTY_VAR_JSON) ? &ctx->json : &ctx->offers;
+        break;
+
+    case NGX_HTTP_LOYALTY_VAR_NEXT_TIER:
+    case NGX_HTTP_LOYALTY_VAR_POINTS_TO_NEXT:
+        if (ngx_http_loyalty_progress(r, ctx, &next, &to_next) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        s = (data == NGX_HTTP_LOYALTY_VAR_NEXT_TIER) ? &next : &to_next;
+
+        if (s->len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->len = s->len;
+        v->valid = 1;
+        v->no_cacheable = 1;
+        v->not_found = 0;
+        v->data = s->data;
+
+        return NGX_OK;
 
     default: /* NGX_HTTP_LOYALTY_VAR_STATUS */
         s = &ngx_http_loyalty_status_names[ctx->status];
@@ -856,7 +1118,10 @@ ngx_http_loyalty_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&lmcf->backends, cf->pool, 2,
                        sizeof(ngx_http_loyalty_redis_t *))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&lmcf->catalogs, cf->pool, 2,
+                          sizeof(ngx_http_loyalty_catalog_t *))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -884,6 +1149,10 @@ ngx_http_loyalty_create_loc_conf(ngx_conf_t *cf)
      *     conf->redis_conf.password = { 0, NULL };
      *     conf->cookie = { 0, NULL };
      *     conf->key_prefix = { 0, NULL };
+     *     conf->catalog = NULL;
+     *     conf->offers_key = { 0, NULL };
+     *     conf->inject_marker = { 0, NULL };
+     *     conf->inject_types_keys = NULL;
      */
 
     conf->enable = NGX_CONF_UNSET;
@@ -893,6 +1162,11 @@ ngx_http_loyalty_create_loc_conf(ngx_conf_t *cf)
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
     conf->upstream_headers = NGX_CONF_UNSET;
     conf->response_headers = NGX_CONF_UNSET;
+    conf->ladder = NGX_CONF_UNSET_PTR;
+    conf->offers_refresh = NGX_CONF_UNSET_MSEC;
+    conf->offers_max = NGX_CONF_UNSET_UINT;
+    conf->inject = NGX_CONF_UNSET_UINT;
+    conf->inject_json_max_size = NGX_CONF_UNSET_SIZE;
 
     return conf;
 }
@@ -927,6 +1201,38 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              "loyalty:customer:");
     ngx_conf_merge_value(conf->upstream_headers, prev->upstream_headers, 1);
     ngx_conf_merge_value(conf->response_headers, prev->response_headers, 0);
+    ngx_conf_merge_ptr_value(conf->ladder, prev->ladder, NULL);
+    ngx_conf_merge_str_value(conf->offers_key, prev->offers_key,
+                             "loyalty:offers");
+    ngx_conf_merge_msec_value(conf->offers_refresh, prev->offers_refresh,
+                              10000);
+    ngx_conf_merge_uint_value(conf->offers_max, prev->offers_max, 5);
+    ngx_conf_merge_uint_value(conf->inject, prev->inject,
+                              NGX_HTTP_LOYALTY_INJECT_OFF);
+    ngx_conf_merge_str_value(conf->inject_marker, prev->inject_marker,
+                             "</head>");
+    ngx_conf_merge_size_value(conf->inject_json_max_size,
+                              prev->inject_json_max_size, 1024 * 1024);
+
+    /*
+     * Without loyalty_inject_types at any level, the type follows each
+     * location's mode (text/html or application/json), which
+     * ngx_http_merge_types() cannot do: it settles a default at the outer
+     * level, before an inner level picks its mode.
+     */
+
+    if (conf->inject_types_keys == NULL && prev->inject_types_keys == NULL) {
+        conf->inject_types_default = 1;
+
+    } else if (ngx_http_merge_types(cf, &conf->inject_types_keys,
+                                    &conf->inject_types,
+                                    &prev->inject_types_keys,
+                                    &prev->inject_types,
+                                    ngx_http_html_default_types)
+               != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (!conf->enable) {
         return NGX_CONF_OK;
@@ -946,6 +1252,11 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_http_loyalty_redis_use(conf->redis, conf->connect_timeout);
 
+    conf->catalog = ngx_http_loyalty_catalog_add(cf, conf);
+    if (conf->catalog == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
     lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_loyalty_module);
 
     if (conf->secret == NULL && !lmcf->warned_unsigned) {
@@ -957,6 +1268,52 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* one catalog per Redis and key, refreshed at the shortest interval */
+
+static ngx_http_loyalty_catalog_t *
+ngx_http_loyalty_catalog_add(ngx_conf_t *cf, ngx_http_loyalty_loc_conf_t *llcf)
+{
+    ngx_uint_t                     i;
+    ngx_http_loyalty_catalog_t    *cat, **catp;
+    ngx_http_loyalty_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_loyalty_module);
+
+    catp = lmcf->catalogs.elts;
+
+    for (i = 0; i < lmcf->catalogs.nelts; i++) {
+        cat = catp[i];
+
+        if (cat->redis == llcf->redis
+            && cat->key.len == llcf->offers_key.len
+            && ngx_strncmp(cat->key.data, llcf->offers_key.data,
+                           cat->key.len) == 0)
+        {
+            cat->refresh = ngx_min(cat->refresh, llcf->offers_refresh);
+            return cat;
+        }
+    }
+
+    cat = ngx_pcalloc(cf->pool, sizeof(ngx_http_loyalty_catalog_t));
+    if (cat == NULL) {
+        return NULL;
+    }
+
+    cat->redis = llcf->redis;
+    cat->key = llcf->offers_key;
+    cat->refresh = llcf->offers_refresh;
+
+    catp = ngx_array_push(&lmcf->catalogs);
+    if (catp == NULL) {
+        return NULL;
+    }
+
+    *catp = cat;
+
+    return cat;
 }
 
 
@@ -1019,6 +1376,39 @@ ngx_http_loyalty_redis_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* ngx_conf_set_enum_slot's message would not name the directive */
+
+static char *
+ngx_http_loyalty_inject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_loyalty_loc_conf_t *llcf = conf;
+
+    ngx_str_t        *value;
+    ngx_conf_enum_t  *e;
+
+    if (llcf->inject != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (e = cmd->post; e->name.len; e++) {
+        if (e->name.len == value[1].len
+            && ngx_strcasecmp(e->name.data, value[1].data) == 0)
+        {
+            llcf->inject = e->value;
+            return NGX_CONF_OK;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"loyalty_inject\" directive has an invalid value "
+                       "\"%V\": use off, html or json", &value[1]);
+
+    return NGX_CONF_ERROR;
+}
+
+
 static char *
 ngx_http_loyalty_positive_msec(ngx_conf_t *cf, void *post, void *data)
 {
@@ -1052,6 +1442,23 @@ ngx_http_loyalty_cookie_name(ngx_conf_t *cf, void *post, void *data)
         {
             return "is not a valid cookie name";
         }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_loyalty_marker(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *marker = data;
+
+    if (marker->len == 0) {
+        return "must not be empty";
+    }
+
+    if (marker->len > 64) {
+        return "is longer than 64 bytes";
     }
 
     return NGX_CONF_OK;
@@ -1118,6 +1525,8 @@ ngx_http_loyalty_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_loyalty_init_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                     i;
+    ngx_http_loyalty_catalog_t   **catp;
     ngx_http_loyalty_main_conf_t  *lmcf;
 
     lmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_loyalty_module);
@@ -1126,19 +1535,52 @@ ngx_http_loyalty_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_http_loyalty_redis_init_process(cycle, lmcf);
+    if (ngx_http_loyalty_redis_init_process(cycle, lmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    catp = lmcf->catalogs.elts;
+
+    for (i = 0; i < lmcf->catalogs.nelts; i++) {
+        catp[i]->timer.handler = ngx_http_loyalty_catalog_fetch;
+        catp[i]->timer.data = catp[i];
+        catp[i]->timer.log = cycle->log;
+        catp[i]->timer.cancelable = 1;
+
+        /* fetched as soon as the loop runs, behind the connects */
+        ngx_add_timer(&catp[i]->timer, 1);
+    }
+
+    return NGX_OK;
 }
 
 
 static void
 ngx_http_loyalty_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                     i;
+    ngx_http_loyalty_catalog_t   **catp;
     ngx_http_loyalty_main_conf_t  *lmcf;
 
     lmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_loyalty_module);
 
     if (lmcf == NULL) {
         return;
+    }
+
+    catp = lmcf->catalogs.elts;
+
+    for (i = 0; i < lmcf->catalogs.nelts; i++) {
+        if (catp[i]->timer.timer_set) {
+            ngx_del_timer(&catp[i]->timer);
+        }
+
+        if (catp[i]->cmd != NULL) {
+            ngx_http_loyalty_redis_cancel(catp[i]->cmd);
+            catp[i]->cmd = NULL;
+        }
+
+        ngx_http_loyalty_catalog_free(catp[i]);
     }
 
     ngx_http_loyalty_redis_exit_process(cycle, lmcf);

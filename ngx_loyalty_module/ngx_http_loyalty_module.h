@@ -69,6 +69,18 @@ extern ngx_http_loyalty_metrics_t  *ngx_http_loyalty_metrics;
     } while (0)
 
 
+/* the customer hash fields read with HMGET, in lib's loyalty_field_e
+ * order: tier points cashback segments first_order birthday
+ * referral_code offers */
+#define NGX_HTTP_LOYALTY_FIELDS         8
+
+
+/* loyalty_inject */
+#define NGX_HTTP_LOYALTY_INJECT_OFF     0
+#define NGX_HTTP_LOYALTY_INJECT_HTML    1
+#define NGX_HTTP_LOYALTY_INJECT_JSON    2
+
+
 /* how a Redis command ended, as told to its handler */
 #define NGX_HTTP_LOYALTY_REDIS_REPLY    0
 #define NGX_HTTP_LOYALTY_REDIS_TIMEOUT  1
@@ -111,8 +123,21 @@ typedef void (*ngx_http_loyalty_redis_handler_pt)(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
 
 
+/* an offer catalog, fetched by each worker and refreshed on a timer */
+typedef struct {
+    ngx_http_loyalty_redis_t      *redis;
+    ngx_str_t                      key;
+    ngx_msec_t                     refresh;
+    void                          *json;      /* json_t array, per worker */
+    ngx_event_t                    timer;
+    ngx_http_loyalty_redis_cmd_t  *cmd;       /* GET in flight */
+    unsigned                       loaded:1;
+} ngx_http_loyalty_catalog_t;
+
+
 typedef struct {
     ngx_array_t                    backends;  /* ngx_http_loyalty_redis_t * */
+    ngx_array_t                    catalogs;  /* ngx_http_loyalty_catalog_t * */
     ngx_flag_t                     warned_unsigned;
 } ngx_http_loyalty_main_conf_t;
 
@@ -144,6 +169,19 @@ typedef struct {
     ngx_str_t                      key_prefix;
     ngx_flag_t                     upstream_headers;
     ngx_flag_t                     response_headers;
+
+    void                          *ladder;    /* loyalty_ladder_t */
+    ngx_http_loyalty_catalog_t    *catalog;
+    ngx_str_t                      offers_key;
+    ngx_msec_t                     offers_refresh;
+    ngx_uint_t                     offers_max;
+
+    ngx_uint_t                     inject;
+    ngx_str_t                      inject_marker;
+    ngx_hash_t                     inject_types;
+    ngx_array_t                   *inject_types_keys;
+    ngx_flag_t                     inject_types_default;
+    size_t                         inject_json_max_size;
 } ngx_http_loyalty_loc_conf_t;
 
 
@@ -164,6 +202,13 @@ typedef struct {
     ngx_str_t                      tier;
     ngx_str_t                      points;
 
+    /* optional fields as read, validated when the fragment is built */
+    ngx_str_t                      fields[NGX_HTTP_LOYALTY_FIELDS];
+
+    ngx_str_t                      json;      /* $loyalty_json, once built */
+    ngx_str_t                      offers;    /* $loyalty_offers, likewise */
+    void                          *filter;    /* body filter state */
+
     unsigned                       waiting:1;
     unsigned                       done:1;
 } ngx_http_loyalty_ctx_t;
@@ -174,12 +219,24 @@ extern ngx_module_t  ngx_http_loyalty_module;
 
 /* ngx_http_loyalty_module.c */
 ngx_http_loyalty_ctx_t *ngx_http_loyalty_get_ctx(ngx_http_request_t *r);
+ngx_str_t *ngx_http_loyalty_status_name(ngx_http_loyalty_ctx_t *ctx);
 
 /* ngx_http_loyalty_cookie.c */
 ngx_http_loyalty_status_e ngx_http_loyalty_cookie_id(ngx_http_request_t *r,
     ngx_http_loyalty_loc_conf_t *llcf, ngx_http_loyalty_ctx_t *ctx);
 char *ngx_http_loyalty_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/* ngx_http_loyalty_json.c */
+ngx_str_t *ngx_http_loyalty_fragment(ngx_http_request_t *r,
+    ngx_http_loyalty_ctx_t *ctx);
+ngx_int_t ngx_http_loyalty_progress(ngx_http_request_t *r,
+    ngx_http_loyalty_ctx_t *ctx, ngx_str_t *next_tier,
+    ngx_str_t *points_to_next);
+void ngx_http_loyalty_catalog_update(ngx_http_loyalty_catalog_t *cat,
+    ngx_str_t *text, ngx_log_t *log);
+void ngx_http_loyalty_catalog_free(ngx_http_loyalty_catalog_t *cat);
+char *ngx_http_loyalty_tier(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_loyalty_filter.c */
 ngx_int_t ngx_http_loyalty_filter_init(ngx_conf_t *cf);

@@ -20,6 +20,7 @@ $t->redis('HSET', 'loyalty:customer:badrecord', 'tier', 'a b', 'points', 1);
 
 $t->write_config(<<'CONF', workers => 2, access_log => 0);
 loyalty_redis 127.0.0.1:%%REDIS_PORT%%;
+loyalty_offers_refresh 1h;
 
 server {
     listen 127.0.0.1:%%PORT%%;
@@ -141,6 +142,18 @@ for (@script) {
 }
 my $redis_lookups = $sent{ok} + $sent{unknown} + $sent{error};
 
+# what Redis itself counted: the lookups (HMGET) and each worker's offer
+# catalog fetches (GET); the test sends neither
+sub redis_calls {
+    my $stats = $t->redis('INFO', 'commandstats');
+    my $n = 0;
+    $n += $1 while $stats =~ /^cmdstat_(?:hmget|get):calls=(\d+)/mg;
+    return $n;
+}
+my ($hmget) = $t->redis('INFO', 'commandstats') =~ /cmdstat_hmget:calls=(\d+)/;
+is $hmget, $redis_lookups, "Redis saw $redis_lookups lookups";
+my $calls = redis_calls();
+
 my $p = metrics();
 for my $s (sort keys %sent) {
     is value($p, 'nginx_loyalty_lookups_total', "status=\"$s\""), $sent{$s},
@@ -148,11 +161,11 @@ for my $s (sort keys %sent) {
 }
 is value($p, 'nginx_loyalty_lookups_total', 'status="timeout"'), 0,
     'no timeouts';
-is value($p, 'nginx_loyalty_redis_commands_total'), $redis_lookups,
-    "commands_total = $redis_lookups";
-is value($p, 'nginx_loyalty_redis_replies_total'), $redis_lookups,
-    "replies_total = $redis_lookups";
-is value($p, 'nginx_loyalty_redis_latency_seconds_count'), $redis_lookups,
+is value($p, 'nginx_loyalty_redis_commands_total'), $calls,
+    "commands_total = $calls (lookups and catalog fetches)";
+is value($p, 'nginx_loyalty_redis_replies_total'), $calls,
+    "replies_total = $calls";
+is value($p, 'nginx_loyalty_redis_latency_seconds_count'), $calls,
     'latency histogram counts every reply';
 is value($p, 'nginx_loyalty_redis_errors_total', 'kind="reply"'), 1,
     'one error reply (WRONGTYPE)';
@@ -168,8 +181,8 @@ like $r->{headers}{'content-type'}, qr{^application/json}, 'json: type';
 my $j = eval { decode_json($r->{body}) };
 ok $j, 'json parses' or diag $r->{body};
 is_deeply $j->{lookups}, { %sent, timeout => 0 }, 'json lookups by status';
-is $j->{redis}{commands}, $redis_lookups, 'json commands';
-is $j->{redis}{latency_seconds}{count}, $redis_lookups, 'json latency count';
+is $j->{redis}{commands}, $calls, 'json commands';
+is $j->{redis}{latency_seconds}{count}, $calls, 'json latency count';
 is $t->get('/metrics?format=xml')->{status}, 400, 'unknown format: 400';
 is $t->request(method => 'POST', path => '/metrics')->{status}, 405,
     'POST: 405';
@@ -180,7 +193,7 @@ $t->reload;
 $p = metrics();
 is value($p, 'nginx_loyalty_lookups_total', 'status="ok"'), $sent{ok},
     'lookups survive a reload';
-is value($p, 'nginx_loyalty_redis_commands_total'), $redis_lookups,
+is value($p, 'nginx_loyalty_redis_commands_total'), redis_calls(),
     'commands survive a reload';
 ok $t->wait_for(sub {
     value(parse_prometheus($t->get('/metrics')->{body}),
