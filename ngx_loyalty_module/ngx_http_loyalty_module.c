@@ -1072,19 +1072,7 @@ ngx_http_loyalty_variable(ngx_http_request_t *r,
         }
 
         s = (data == NGX_HTTP_LOYALTY_VAR_NEXT_TIER) ? &next : &to_next;
-
-        if (s->len == 0) {
-            v->not_found = 1;
-            return NGX_OK;
-        }
-
-        v->len = s->len;
-        v->valid = 1;
-        v->no_cacheable = 1;
-        v->not_found = 0;
-        v->data = s->data;
-
-        return NGX_OK;
+        break;
 
     default: /* NGX_HTTP_LOYALTY_VAR_STATUS */
         s = &ngx_http_loyalty_status_names[ctx->status];
