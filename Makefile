@@ -116,7 +116,7 @@ demo: deps module
 	@sh demo/run.sh
 
 # Benchmark against a plain proxy and a Lua peer (docs/benchmarks.md):
-# make bench (3 rounds x 10 s, under 10 minutes), make bench-quick
+# make bench (3 rounds x 8 s, under 10 minutes), make bench-quick
 # (1 round x 3 s, about a minute). Knobs (ROUNDS, DURATION, CONFIGS, ...)
 # come from the environment; bench/run.sh --help lists them.
 bench:

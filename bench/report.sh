@@ -98,6 +98,7 @@ END {
     target("module-headers, cookie: req/s >= 1.5x lua-headers", "module-headers", "lua-headers", "cookie", "rps", ">=", 1.5)
     target("module-headers, cookie: req/s >= 0.80x plain", "module-headers", "plain", "cookie", "rps", ">=", 0.80)
     target("module-headers, anon: req/s >= 0.98x plain", "module-headers", "plain", "anon", "rps", ">=", 0.98)
+    target("module-inject, cookie: req/s >= 1.5x lua-inject", "module-inject", "lua-inject", "cookie", "rps", ">=", 1.5)
     print ""
     print "## Every run"
     print ""

@@ -4,8 +4,8 @@
 #
 #   bench/run.sh [--quick] [--verify-only] [--help]
 #
-# Normally run through `make bench` (3 rounds x 10 s, a few minutes) or
-# `make bench-quick` (1 round x 3 s, about a minute), which first install
+# Normally run through `make bench` (3 rounds x 8 s, about 6.5 minutes) or
+# `make bench-quick` (1 round x 3 s, under 2 minutes), which first install
 # the packages and build build/ngx_http_loyalty_module.so.
 #
 # It starts, on 127.0.0.1 and under a private temp dir:
@@ -17,7 +17,7 @@
 # prints a Markdown report (also saved as bench/results/latest.md).
 #
 # Knobs (environment):
-#   ROUNDS=3 DURATION=10 (seconds; --quick: 1 and 3)  WARMUP=2  CONNS=50
+#   ROUNDS=3 DURATION=8 (seconds; --quick: 1 and 3)  WARMUP=2  CONNS=50
 #   CONFIGS="plain lua-headers module-headers module-inject lua-inject
 #            module-cached module-ab"  (configurations without a
 #            bench/conf/<name>.conf file are skipped)
@@ -27,7 +27,7 @@
 #   OUT=<dir>   keep everything (runs.tsv, raw wrk output, logs) in <dir>;
 #               default: a temp dir, removed at exit
 #   N=100000 customers   IDS=10000 distinct ids in cookie traffic   SEED=42
-#   DOWN=1      Redis-down runs (DOWN_DURATION=5, --quick: 3)
+#   DOWN=1      Redis-down runs (DOWN_DURATION=5, --quick: 2)
 #   QUIET_PCT=10 QUIET_WAIT=20: before each run wait up to QUIET_WAIT s for
 #               the machine to use at most QUIET_PCT % of a core
 #   NOISE_PCT=25 STEAL_PCT=5: a run during which other processes used more
@@ -58,9 +58,9 @@ done
 
 DEFAULT_CONFIGS="plain lua-headers module-headers module-inject lua-inject module-cached module-ab"
 if [[ $MODE == quick ]]; then
-    : "${ROUNDS:=1}" "${DURATION:=3}" "${DOWN_DURATION:=3}" "${BUDGET:=90}"
+    : "${ROUNDS:=1}" "${DURATION:=3}" "${DOWN_DURATION:=2}" "${BUDGET:=90}"
 else
-    : "${ROUNDS:=3}" "${DURATION:=10}" "${DOWN_DURATION:=5}" "${BUDGET:=450}"
+    : "${ROUNDS:=3}" "${DURATION:=8}" "${DOWN_DURATION:=5}" "${BUDGET:=450}"
 fi
 : "${WARMUP:=2}" "${CONNS:=50}" "${THREADS:=1}" "${TRAFFIC:=cookie anon}"
 : "${REDIS_TIMEOUT_MS:=50}" "${PIN:=1}" "${OUT:=}" "${N:=100000}" "${IDS:=10000}"
@@ -129,6 +129,12 @@ for c in "${RUN_CONFIGS[@]}"; do
 done
 for cmd in "$NGINX" redis-server redis-cli wrk curl awk sed cmp; do
     command -v "$cmd" >/dev/null || fail "missing command $cmd (run: make bench, or sh tools/install-deps.sh wrk)"
+done
+for c in "${RUN_CONFIGS[@]}"; do
+    if [[ $(verify_kind "$c") == inject ]]; then
+        command -v python3 >/dev/null || fail "missing command python3 (checks the injected pages of $c)"
+        break
+    fi
 done
 if [[ $need_lua == 1 ]]; then
     for f in ndk_http_module.so ngx_http_lua_module.so; do
@@ -302,18 +308,21 @@ done
 KNOWN=$(( N >= 42 ? 42 : 1 )) UNKNOWN=$((N + 1))
 TIER=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$KNOWN" tier)
 POINTS=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$KNOWN" points)
+OFFERS=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$KNOWN" offers)
+CATALOG_OFFER=free-returns       # bench/seed.awk's catalog offer without conditions
 PAGE=$WORK/html/index.html
 V=$WORK/verify
 mkdir -p "$V"
 
 FAILED=0
-ok() { # ok DESCRIPTION TEST...
-    local d=$1
+ok() { # ok DESCRIPTION TEST...: on failure, TEST's stderr is shown
+    local d=$1 why
     shift
-    if "$@" >/dev/null 2>&1; then
+    if why=$("$@" 2>&1 >/dev/null); then
         printf '  ok    %s\n' "$d"
     else
         printf '  FAIL  %s\n' "$d"
+        [[ -n $why ]] && printf '        %s\n' "${why:0:600}"
         FAILED=$((FAILED + 1))
     fi
 }
@@ -327,16 +336,29 @@ get() {
     touch "$V/$tag.h" "$V/$tag.b"
 }
 
-# injected BODY: BODY is the page plus one fragment right before </head>
-# that holds the customer's tier and points.
+# injected BODY CHECK...: BODY is the page with one
+# <script type="application/json" id="loyalty-data"> element right before
+# </head>, the rest byte for byte; its JSON parses and passes every CHECK
+# (see bench/inject_check.py).
 injected() {
-    local body=$1 at frag
-    at=$(grep -bo '</head>' "$PAGE" | head -1 | cut -d: -f1)
-    cmp -s <(head -c "$at" "$PAGE") <(head -c "$at" "$body") || return 1
-    local rest=$(( $(wc -c <"$PAGE") - at ))
-    cmp -s <(tail -c "$rest" "$PAGE") <(tail -c "$rest" "$body") || return 1
-    frag=$(head -c $(( $(wc -c <"$body") - rest )) "$body" | tail -c +$((at + 1)))
-    [[ -n $frag && $frag == *"$TIER"* && $frag == *"$POINTS"* ]]
+    local body=$1
+    shift
+    python3 "$BENCH/inject_check.py" "$PAGE" "$body" "$@"
+}
+
+# with_module CFG: the configuration loads ngx_http_loyalty_module.
+with_module() { [[ " $(conf_meta "$BENCH/conf/$1.conf" modules) " == *" loyalty "* ]]; }
+
+# await_catalog CFG: wait (up to 5 s) until the module's fragment lists the
+# catalog offer: each worker fetches the catalog once it has started.
+await_catalog() {
+    local _
+    for _ in $(seq 1 50); do
+        curl -s --max-time 2 -H "Cookie: loyalty_id=$KNOWN" "http://127.0.0.1:${PORT[$1]}/" 2>/dev/null |
+            grep -q "\"id\":\"$CATALOG_OFFER\"" && return 0
+        sleep 0.1
+    done
+    return 1
 }
 
 verify() {
@@ -345,12 +367,21 @@ verify() {
     for c in "${RUN_CONFIGS[@]}"; do
         kind=$(verify_kind "$c")
         echo "[$c] ($kind checks)"
+        if [[ $kind == inject ]] && with_module "$c"; then
+            ok "the worker has fetched the offer catalog (within 5 s)" await_catalog "$c"
+        fi
         get "$c-anon" "$c" / -H "Cookie: cart=3"
         get "$c-known" "$c" / -H "Cookie: cart=3; $u"
         ok "anonymous: 200" eq "$(status_of "$V/$c-anon.h")" 200
         ok "customer: 200" eq "$(status_of "$V/$c-known.h")" 200
         [[ $kind == none ]] && continue
-        ok "anonymous: body is the page" cmp -s "$V/$c-anon.b" "$PAGE"
+        if [[ $kind == inject ]]; then
+            ok "anonymous: the page with {\"status\":\"anonymous\"} in one loyalty-data element before </head>" \
+                injected "$V/$c-anon.b" 'exact={"status":"anonymous"}'
+            ok "anonymous: Cache-Control: private" eq "$(header "$V/$c-anon.h" Cache-Control)" private
+        else
+            ok "anonymous: body is the page" cmp -s "$V/$c-anon.b" "$PAGE"
+        fi
         ok "anonymous: no X-Loyalty-Tier response header" eq "$(header "$V/$c-anon.h" X-Loyalty-Tier)" ""
         if [[ $kind == plain ]]; then
             ok "customer: body is the page" cmp -s "$V/$c-known.b" "$PAGE"
@@ -360,7 +391,15 @@ verify() {
         ok "customer: response X-Loyalty-Tier = $TIER" eq "$(header "$V/$c-known.h" X-Loyalty-Tier)" "$TIER"
         ok "customer: response X-Loyalty-Points = $POINTS" eq "$(header "$V/$c-known.h" X-Loyalty-Points)" "$POINTS"
         if [[ $kind == inject ]]; then
-            ok "customer: body is the page with tier and points inserted before </head>" injected "$V/$c-known.b"
+            ok "customer: the page with one loyalty-data element before </head>, JSON status ok, tier $TIER, points $POINTS, the record's offers first" \
+                injected "$V/$c-known.b" status=ok "tier=$TIER" "points=$POINTS" "offers-start=$OFFERS"
+            injected "$V/$c-known.b" >"$RES/raw/$c-fragment.json" 2>/dev/null || true
+            if with_module "$c"; then
+                ok "customer: the fragment has the ladder (label, progress) and the catalog offer $CATALOG_OFFER" \
+                    injected "$V/$c-known.b" has=label has=progress "offer=$CATALOG_OFFER"
+            fi
+            ok "customer: Cache-Control: private" eq "$(header "$V/$c-known.h" Cache-Control)" private
+            ok "customer: no Content-Length" eq "$(header "$V/$c-known.h" Content-Length)" ""
         else
             ok "customer: body is the page" cmp -s "$V/$c-known.b" "$PAGE"
         fi
@@ -377,12 +416,21 @@ verify() {
         get "$c-unknown-echo" "$c" /echo-headers -H "Cookie: loyalty_id=$UNKNOWN"
         ok "unknown id: 200" eq "$(status_of "$V/$c-unknown.h")" 200
         ok "unknown id: no X-Loyalty-Tier response header" eq "$(header "$V/$c-unknown.h" X-Loyalty-Tier)" ""
-        ok "unknown id: body is the page" cmp -s "$V/$c-unknown.b" "$PAGE"
+        if [[ $kind == inject ]]; then
+            ok "unknown id: the page with {\"status\":\"unknown\"} before </head>" \
+                injected "$V/$c-unknown.b" 'exact={"status":"unknown"}'
+        else
+            ok "unknown id: body is the page" cmp -s "$V/$c-unknown.b" "$PAGE"
+        fi
         ok "unknown id: storefront got no tier, status unknown" \
             eq "$(echo_field "$V/$c-unknown-echo.b" tier)/$(echo_field "$V/$c-unknown-echo.b" status)" "/unknown"
         get "$c-invalid" "$c" / -H "Cookie: loyalty_id=12.5"
         ok "invalid id: 200 without X-Loyalty-Tier" \
             eq "$(status_of "$V/$c-invalid.h")/$(header "$V/$c-invalid.h" X-Loyalty-Tier)" "200/"
+        if [[ $kind == inject ]]; then
+            ok "invalid id: the page with {\"status\":\"invalid\"} before </head>" \
+                injected "$V/$c-invalid.b" 'exact={"status":"invalid"}'
+        fi
     done
     for c in "${RUN_CONFIGS[@]}"; do
         ok "[$c] worker still running, no crash in error.log" \

@@ -1,7 +1,8 @@
 -- loyalty_peer: the benchmark's Lua implementation of what
--- ngx_http_loyalty_module does, used by bench/conf/lua-headers.conf.
+-- ngx_http_loyalty_module does, used by bench/conf/lua-headers.conf
+-- (rewrite()) and bench/conf/lua-inject.conf (rewrite_inject()).
 --
--- Per request (rewrite phase):
+-- Per request (rewrite phase), rewrite():
 --   * every client-sent X-Loyalty-* request header is removed;
 --   * cookie loyalty_id (1-64 of [A-Za-z0-9_-]) ->
 --     HMGET loyalty:customer:<id> tier points
@@ -13,6 +14,20 @@
 --   * $peer_tier / $peer_points are set for known customers, so the
 --     config's add_header lines send the response headers.
 -- Any Redis problem means "no personalization" (fail open), never an error.
+--
+-- rewrite_inject() does the same with the module's whole HMGET (tier
+-- points cashback segments first_order birthday referral_code offers) and
+-- also sets $loyalty_json to the fragment the config's sub_filter inserts
+-- before </head>: {"status":"ok","tier":..,"points":..,"cashback":..,
+-- "referral_code":..,"segments":[..],"offers":[..]} for known customers
+-- (members without a valid value left out), {"status":"<status>"}
+-- otherwise, like the module, so anonymous visitors get
+-- {"status":"anonymous"}. Unlike the module it has no tier ladder (no
+-- label, next_tier, points_to_next, progress) and no offer catalog: offers
+-- is the record's array as stored, checked only for its [...] shape and
+-- made safe for <script> (< > & and U+2028/9 escaped), not parsed.
+-- lua-cjson is not installed by make bench, so the JSON is concatenated;
+-- every other value is allow-listed first and needs no escaping.
 
 local redis = require "nginx.redis"
 
@@ -26,6 +41,9 @@ local set_header = ngx.req.set_header
 local clear_header = ngx.req.clear_header
 local find = string.find
 local sub = string.sub
+local gsub = string.gsub
+local byte = string.byte
+local concat = table.concat
 
 local _M = {}
 
@@ -53,7 +71,9 @@ local function strip_client_headers()
     end
 end
 
-local function lookup(id)
+-- lookup(id, inject): "ok", tier, points[, res] or a failure status; with
+-- inject, every field of the module's HMGET, res being HMGET's reply.
+local function lookup(id, inject)
     local red = redis:new()
     -- one timeout for connect, send and read: lua-resty-redis 0.27 has no
     -- set_timeouts (an unknown method there becomes a Redis command)
@@ -66,7 +86,13 @@ local function lookup(id)
     end
 
     local res
-    res, err = red:hmget(opt.key_prefix .. id, "tier", "points")
+    if inject then
+        res, err = red:hmget(opt.key_prefix .. id, "tier", "points", "cashback",
+                             "segments", "first_order", "birthday",
+                             "referral_code", "offers")
+    else
+        res, err = red:hmget(opt.key_prefix .. id, "tier", "points")
+    end
     if not res then
         log(ERR, "loyalty peer: redis hmget: ", err)
         red:close()
@@ -89,24 +115,26 @@ local function lookup(id)
         return "error"
     end
 
-    return "ok", tier, points
+    return "ok", tier, points, res
 end
 
-function _M.rewrite()
+-- status, tier, points[, res]: the lookup's outcome, with the storefront's
+-- X-Loyalty-* request headers and $peer_tier / $peer_points set.
+local function personalize(inject)
     strip_client_headers()
 
     local id = var.cookie_loyalty_id
     if id == nil then
         set_header("X-Loyalty-Status", "anonymous")
-        return
+        return "anonymous"
     end
 
     if #id == 0 or #id > 64 or find(id, "[^%w_-]") then
         set_header("X-Loyalty-Status", "invalid")
-        return
+        return "invalid"
     end
 
-    local status, tier, points = lookup(id)
+    local status, tier, points, res = lookup(id, inject)
 
     set_header("X-Loyalty-Status", status)
     set_header("X-Loyalty-Id", id)
@@ -117,6 +145,120 @@ function _M.rewrite()
         var.peer_tier = tier
         var.peer_points = points
     end
+
+    return status, tier, points, res
+end
+
+function _M.rewrite()
+    personalize(false)
+end
+
+-- the fragment ------------------------------------------------------------
+
+local script_unsafe = {
+    ["<"] = "\\u003c", [">"] = "\\u003e", ["&"] = "\\u0026", ["\127"] = "\\u007f",
+}
+local script_unsafe_uni = { ["\226\128\168"] = "\\u2028", ["\226\128\169"] = "\\u2029" }
+
+-- a value of HMGET's reply as a string, nil when missing or empty
+local function field(res, i)
+    local v = res[i]
+    if v == null or v == nil or #v == 0 then
+        return nil
+    end
+    return v
+end
+
+-- "a,b,,c" -> '["a","b","c"]'; nil when empty or when any name is bad
+local function segments_json(v)
+    local out, n = {}, 0
+    for name in v:gmatch("[^,]+") do
+        if #name > 32 or find(name, "[^%w_-]") then
+            return nil
+        end
+        n = n + 1
+        if n > 32 then
+            return nil
+        end
+        out[n] = '"' .. name .. '"'
+    end
+    if n == 0 then
+        return nil
+    end
+    return "[" .. concat(out, ",") .. "]"
+end
+
+-- the stored offers array, made safe inside <script>; nil unless it has
+-- the shape of a non-empty array
+local function offers_json(v)
+    local first = find(v, "[^ \t\r\n]")
+    local last = find(v, "[^ \t\r\n][ \t\r\n]*$")
+    if not first or byte(v, first) ~= 91 or byte(v, last) ~= 93 then  -- [ ]
+        return nil
+    end
+    v = sub(v, first, last)
+    if find(v, "^%[[ \t\r\n]*%]$") then
+        return nil
+    end
+    if find(v, "[<>&\127]") then
+        v = gsub(v, "[<>&\127]", script_unsafe)
+    end
+    if find(v, "\226\128[\168\169]") then
+        v = gsub(v, "\226\128[\168\169]", script_unsafe_uni)
+    end
+    return v
+end
+
+local function fragment(status, tier, points, res)
+    if status ~= "ok" then
+        return '{"status":"' .. status .. '"}'
+    end
+
+    -- tier and points are allow-listed by lookup(); points as a number
+    local out = {
+        '{"status":"ok","tier":"', tier, '","points":', (gsub(points, "^0+(%d)", "%1")),
+    }
+    local n = #out
+
+    local v = field(res, 3)                            -- cashback
+    if v and #v <= 15 and find(v, "^%d+%.?%d?%d?$") and not find(v, "%.$")
+       and #(v:match("^%d+")) <= 12
+    then
+        out[n + 1] = ',"cashback":'
+        out[n + 2] = (gsub(v, "^0+(%d)", "%1"))
+        n = n + 2
+    end
+
+    v = field(res, 7)                                  -- referral_code
+    if v and #v <= 32 and not find(v, "[^%w_-]") then
+        out[n + 1] = ',"referral_code":"'
+        out[n + 2] = v
+        out[n + 3] = '"'
+        n = n + 3
+    end
+
+    v = field(res, 4)                                  -- segments
+    v = v and segments_json(v)
+    if v then
+        out[n + 1] = ',"segments":'
+        out[n + 2] = v
+        n = n + 2
+    end
+
+    v = field(res, 8)                                  -- offers
+    v = v and offers_json(v)
+    if v then
+        out[n + 1] = ',"offers":'
+        out[n + 2] = v
+        n = n + 2
+    end
+
+    out[n + 1] = "}"
+    return concat(out)
+end
+
+function _M.rewrite_inject()
+    var.loyalty_json = fragment(personalize(true))
 end
 
 return _M
