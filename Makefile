@@ -66,7 +66,7 @@ $(MODULE): $(NGX_BUILD)/Makefile $(MOD_SRCS)
 $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(LIB_SRCS) $(wildcard $(LIB_DIR)/*.h)
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(CFLAGS_LIB) -I$(LIB_DIR) -It/unit -o $@ $< $(LIB_SRCS) \
-	    -ljansson -lcrypto
+	    -ljansson -lcrypto -lm
 
 unit: deps $(UNIT_BINS)
 
@@ -76,7 +76,7 @@ $(BUILD)/loyalty-cookie: tools/loyalty-cookie.c $(LIB_SRCS) \
                          $(wildcard $(LIB_DIR)/*.h)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_LIB) -I$(LIB_DIR) -o $@ tools/loyalty-cookie.c \
-	    $(LIB_SRCS) -lcrypto -ljansson
+	    $(LIB_SRCS) -lcrypto -ljansson -lm
 
 test: deps module unit fuzz-replay $(BUILD)/loyalty-cookie
 	prove $(PROVE_FLAGS) t/
@@ -84,13 +84,13 @@ test: deps module unit fuzz-replay $(BUILD)/loyalty-cookie
 $(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c t/fuzz/fuzz.h $(LIB_SRCS) \
                       $(wildcard $(LIB_DIR)/*.h)
 	@mkdir -p $(BUILD)/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) -lcrypto -ljansson
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) -lcrypto -ljansson -lm
 
 $(BUILD)/fuzz-replay/%: t/fuzz/fuzz_%.c t/fuzz/replay.c t/fuzz/fuzz.h \
                         $(LIB_SRCS) $(wildcard $(LIB_DIR)/*.h)
 	@mkdir -p $(BUILD)/fuzz-replay
 	$(CC) $(REPLAY_CFLAGS) -I$(LIB_DIR) -It/fuzz -o $@ $< t/fuzz/replay.c \
-	    $(LIB_SRCS) -lcrypto -ljansson
+	    $(LIB_SRCS) -lcrypto -ljansson -lm
 
 # the corpora replayed by t/11-fuzz-replay.t, part of make test
 fuzz-replay: deps $(REPLAY_BINS)

@@ -63,7 +63,7 @@ loyalty_fragment(const char *status, const loyalty_customer_t *c,
     loyalty_buf_json(&b, json_string(status));
 
     if (c == NULL) {
-        goto done;
+        goto experiments;
     }
 
     if (loyalty_customer_has(c, LOYALTY_FIELD_TIER)) {
@@ -113,12 +113,12 @@ loyalty_fragment(const char *status, const loyalty_customer_t *c,
         loyalty_buf_json(&b, json_incref((json_t *) offers));
     }
 
+experiments:
+
     if (json_is_object(experiments) && json_object_size(experiments)) {
         loyalty_buf_key(&b, "experiments");
         loyalty_buf_json(&b, json_incref((json_t *) experiments));
     }
-
-done:
 
     loyalty_buf_add(&b, "}", 1);
 

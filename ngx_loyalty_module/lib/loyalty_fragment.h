@@ -39,9 +39,9 @@
  *   offers          the offers array as given, when not empty
  *   experiments     the object as given, when not empty
  *
- * With c NULL (status anonymous, miss, error, ...) only status is
- * written: {"status":"anonymous"}.  p, offers and experiments may be
- * NULL.
+ * With c NULL (status anonymous, miss, error, ...) only status and
+ * experiments are written: {"status":"anonymous"}.  p, offers and
+ * experiments may be NULL.
  */
 char *loyalty_fragment(const char *status, const loyalty_customer_t *c,
     const loyalty_progress_t *p, const json_t *offers,

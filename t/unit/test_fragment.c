@@ -155,8 +155,10 @@ test_anonymous(void)
     p.label = "";
 
     s = fragment("anonymous", NULL, &p, offers, exps);
-    ok(s != NULL && strcmp(s, "{\"status\":\"anonymous\"}") == 0,
-       "no customer: status only, whatever else is given");
+    ok(s != NULL
+       && strcmp(s, "{\"status\":\"anonymous\","
+                    "\"experiments\":{\"hero\":\"b\"}}") == 0,
+       "no customer: status and experiments only, whatever else is given");
     free(s);
 
     s = fragment("timeout", NULL, NULL, NULL, NULL);
