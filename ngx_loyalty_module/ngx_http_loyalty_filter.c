@@ -70,6 +70,8 @@ static ngx_str_t  ngx_http_loyalty_response_tier =
     ngx_string("X-Loyalty-Tier");
 static ngx_str_t  ngx_http_loyalty_response_points =
     ngx_string("X-Loyalty-Points");
+static ngx_str_t  ngx_http_loyalty_response_variants =
+    ngx_string("X-Loyalty-Variants");
 
 static ngx_str_t  ngx_http_loyalty_script_open =
     ngx_string("<script type=\"application/json\" id=\"loyalty-data\">");
@@ -111,7 +113,22 @@ ngx_http_loyalty_header_filter(ngx_http_request_t *r)
         }
     }
 
-    if (llcf->inject != NGX_HTTP_LOYALTY_INJECT_OFF) {
+    if (llcf->response_headers
+        && ctx->variants_text.len
+        && ctx->status != NGX_HTTP_LOYALTY_HOLDOUT
+        && ngx_http_loyalty_set_response_header(r,
+                                          &ngx_http_loyalty_response_variants,
+                                          &ctx->variants_text)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* a shopper held out of the program gets the page as it is */
+
+    if (llcf->inject != NGX_HTTP_LOYALTY_INJECT_OFF
+        && ctx->status != NGX_HTTP_LOYALTY_HOLDOUT)
+    {
         rc = ngx_http_loyalty_inject_start(r, ctx, llcf);
 
         if (rc == NGX_ERROR) {

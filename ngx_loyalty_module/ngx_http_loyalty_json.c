@@ -27,6 +27,7 @@ typedef char ngx_http_loyalty_fields_agree_t[
 
 static ngx_int_t ngx_http_loyalty_copy_text(ngx_http_request_t *r,
     ngx_str_t *dst, char *text, size_t len);
+static json_t *ngx_http_loyalty_experiments(ngx_http_loyalty_ctx_t *ctx);
 
 
 /* where no loyalty_tier is configured: no tier has a next one */
@@ -40,7 +41,7 @@ ngx_http_loyalty_fragment(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
     size_t                        len, olen, slen;
     ngx_tm_t                      tm;
     ngx_uint_t                    i;
-    json_t                       *offers;
+    json_t                       *offers, *experiments;
     const json_t                 *catalog;
     loyalty_ladder_t             *ladder;
     loyalty_progress_t            progress;
@@ -51,10 +52,21 @@ ngx_http_loyalty_fragment(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
         return &ctx->json;
     }
 
+    if (ctx->status == NGX_HTTP_LOYALTY_HOLDOUT) {
+        /* held out: no fragment at all */
+        ngx_str_set(&ctx->json, "");
+        ngx_str_set(&ctx->offers, "");
+        return &ctx->json;
+    }
+
+    experiments = ngx_http_loyalty_experiments(ctx);
+
     if (ctx->status != NGX_HTTP_LOYALTY_OK) {
         /* status names are NUL-terminated literals */
         text = loyalty_fragment((char *) ngx_http_loyalty_status_name(ctx)->data,
-                                NULL, NULL, NULL, NULL, &len);
+                                NULL, NULL, NULL, experiments, &len);
+
+        json_decref(experiments);
 
         if (ngx_http_loyalty_copy_text(r, &ctx->json, text, len) != NGX_OK) {
             return NULL;
@@ -109,7 +121,9 @@ ngx_http_loyalty_fragment(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
                                      tm.ngx_tm_mon, tm.ngx_tm_mday,
                                      llcf->offers_max);
 
-    text = loyalty_fragment("ok", &c, &progress, offers, NULL, &len);
+    text = loyalty_fragment("ok", &c, &progress, offers, experiments, &len);
+
+    json_decref(experiments);
 
     otext = NULL;
     safe = NULL;
@@ -145,6 +159,43 @@ ngx_http_loyalty_fragment(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
 
 
 /* copies text made by lib/ (malloc) into the pool and frees it */
+
+/* "experiments":{"name":"variant",...}; NULL when there is none */
+
+static json_t *
+ngx_http_loyalty_experiments(ngx_http_loyalty_ctx_t *ctx)
+{
+    json_t      *obj;
+    ngx_uint_t   i;
+
+    if (ctx->nvariants == 0) {
+        return NULL;
+    }
+
+    obj = json_object();
+    if (obj == NULL) {
+        return NULL;
+    }
+
+    /* names are [A-Za-z0-9_-], checked at configuration time */
+
+    for (i = 0; i < ctx->nvariants; i++) {
+        if (json_object_setn_new_nocheck(obj,
+                                  (const char *) ctx->variants[i].test.data,
+                                  ctx->variants[i].test.len,
+                                  json_stringn_nocheck(
+                                  (const char *) ctx->variants[i].variant.data,
+                                  ctx->variants[i].variant.len))
+            != 0)
+        {
+            json_decref(obj);
+            return NULL;
+        }
+    }
+
+    return obj;
+}
+
 
 static ngx_int_t
 ngx_http_loyalty_copy_text(ngx_http_request_t *r, ngx_str_t *dst, char *text,

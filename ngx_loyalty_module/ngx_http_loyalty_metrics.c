@@ -46,7 +46,8 @@ static char  *ngx_http_loyalty_latency_labels[] = {
 /* indexed by ngx_http_loyalty_status_e, NONE excluded */
 
 static char  *ngx_http_loyalty_status_labels[] = {
-    NULL, "ok", "anonymous", "invalid", "unknown", "timeout", "error"
+    NULL, "ok", "anonymous", "invalid", "unknown", "timeout", "error",
+    "holdout"
 };
 
 

@@ -247,6 +247,27 @@ static ngx_command_t  ngx_http_loyalty_commands[] = {
       offsetof(ngx_http_loyalty_loc_conf_t, response_headers),
       NULL },
 
+    { ngx_string("loyalty_ab"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_loyalty_ab_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("loyalty_ab_convert"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_loyalty_ab_convert_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("loyalty_ab_report"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_loyalty_ab_report_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -311,6 +332,12 @@ static ngx_http_variable_t  ngx_http_loyalty_vars[] = {
     { ngx_string("loyalty_points_to_next"), NULL, ngx_http_loyalty_variable,
       NGX_HTTP_LOYALTY_VAR_POINTS_TO_NEXT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("loyalty_variants"), NULL,
+      ngx_http_loyalty_ab_variants_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("loyalty_ab_"), NULL, ngx_http_loyalty_ab_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
+
       ngx_http_null_variable
 };
 
@@ -324,7 +351,8 @@ static ngx_str_t  ngx_http_loyalty_status_names[] = {
     ngx_string("invalid"),
     ngx_string("unknown"),
     ngx_string("timeout"),
-    ngx_string("error")
+    ngx_string("error"),
+    ngx_string("holdout")
 };
 
 
@@ -338,6 +366,8 @@ static ngx_http_loyalty_header_t  ngx_http_loyalty_header_points =
     { ngx_string("X-Loyalty-Points"), ngx_string("x-loyalty-points"), 0 };
 static ngx_http_loyalty_header_t  ngx_http_loyalty_header_status =
     { ngx_string("X-Loyalty-Status"), ngx_string("x-loyalty-status"), 0 };
+static ngx_http_loyalty_header_t  ngx_http_loyalty_header_variants =
+    { ngx_string("X-Loyalty-Variants"), ngx_string("x-loyalty-variants"), 0 };
 
 
 /* in lib's loyalty_field_e order */
@@ -368,7 +398,7 @@ ngx_http_loyalty_handler(ngx_http_request_t *r)
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_loyalty_module);
 
-    if (!llcf->enable) {
+    if (!llcf->enable && llcf->ab == NULL && !llcf->ab_convert) {
         return NGX_DECLINED;
     }
 
@@ -376,8 +406,20 @@ ngx_http_loyalty_handler(ngx_http_request_t *r)
 
     if (ctx != NULL) {
         /* re-entered: while waiting (a write event ran the phases), or
-         * after an internal redirect, which keeps the result */
-        return ctx->waiting ? NGX_DONE : NGX_DECLINED;
+         * after an internal redirect, which keeps the result; a redirect
+         * from a location with tests only may still need the lookup */
+
+        if (ctx->waiting) {
+            return NGX_DONE;
+        }
+
+        if (ctx->done || !llcf->enable) {
+            return NGX_DECLINED;
+        }
+
+        ctx->status = ngx_http_loyalty_cookie_id(r, llcf, ctx);
+
+        goto lookup;
     }
 
     if (r != r->main) {
@@ -395,6 +437,28 @@ ngx_http_loyalty_handler(ngx_http_request_t *r)
     }
 
     ctx->status = ngx_http_loyalty_cookie_id(r, llcf, ctx);
+
+    /* A/B variants are assigned (and exposures counted) once per main
+     * request, wherever tests are on, with or without the lookup */
+
+    if (r == r->main
+        && ngx_http_loyalty_ab_request(r, llcf, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (!llcf->enable) {
+        /* tests only: no lookup, no $loyalty_status, no headers */
+        ctx->status = NGX_HTTP_LOYALTY_NONE;
+        return NGX_DECLINED;
+    }
+
+lookup:
+
+    if (ctx->holdout) {
+        /* no personalization at all, not even the lookup */
+        ctx->status = NGX_HTTP_LOYALTY_HOLDOUT;
+    }
 
     if (ctx->status != NGX_HTTP_LOYALTY_NONE) {
         return ngx_http_loyalty_finish(r, ctx);
@@ -850,11 +914,20 @@ ngx_http_loyalty_set_headers(ngx_http_request_t *r,
         }
     }
 
-    if (!llcf->upstream_headers) {
+    if (!llcf->upstream_headers || ctx->status == NGX_HTTP_LOYALTY_HOLDOUT) {
         return NGX_OK;
     }
 
     status = &ngx_http_loyalty_status_names[ctx->status];
+
+    if (ctx->variants_text.len
+        && ngx_http_loyalty_push_header(&r->headers_in.headers,
+                                        &ngx_http_loyalty_header_variants,
+                                        &ctx->variants_text)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (ngx_http_loyalty_push_header(&r->headers_in.headers,
                                      &ngx_http_loyalty_header_status, status)
@@ -1020,6 +1093,19 @@ ngx_http_loyalty_status_name(ngx_http_loyalty_ctx_t *ctx)
 }
 
 
+/*
+ * The worker has begun a graceful shutdown (reload or QUIT): what is
+ * still only in shared memory goes to Redis while connections remain.
+ * Called once per Redis connection; each part acts once.
+ */
+
+void
+ngx_http_loyalty_shutdown(ngx_cycle_t *cycle)
+{
+    ngx_http_loyalty_ab_shutdown(cycle->log);
+}
+
+
 static ngx_int_t
 ngx_http_loyalty_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
@@ -1109,6 +1195,9 @@ ngx_http_loyalty_create_main_conf(ngx_conf_t *cf)
         != NGX_OK
         || ngx_array_init(&lmcf->catalogs, cf->pool, 2,
                           sizeof(ngx_http_loyalty_catalog_t *))
+           != NGX_OK
+        || ngx_array_init(&lmcf->ab_tests, cf->pool, 2,
+                          sizeof(ngx_http_loyalty_ab_t *))
            != NGX_OK)
     {
         return NULL;
@@ -1141,6 +1230,7 @@ ngx_http_loyalty_create_loc_conf(ngx_conf_t *cf)
      *     conf->offers_key = { 0, NULL };
      *     conf->inject_marker = { 0, NULL };
      *     conf->inject_types_keys = NULL;
+     *     conf->ab_convert = 0;
      */
 
     conf->enable = NGX_CONF_UNSET;
@@ -1155,6 +1245,7 @@ ngx_http_loyalty_create_loc_conf(ngx_conf_t *cf)
     conf->offers_max = NGX_CONF_UNSET_UINT;
     conf->inject = NGX_CONF_UNSET_UINT;
     conf->inject_json_max_size = NGX_CONF_UNSET_SIZE;
+    conf->ab = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -1219,6 +1310,10 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                     ngx_http_html_default_types)
                != NGX_OK)
     {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_loyalty_ab_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -1476,7 +1571,7 @@ static ngx_int_t
 ngx_http_loyalty_init(ngx_conf_t *cf)
 {
     ngx_http_handler_pt        *h;
-    ngx_http_loyalty_header_t  *hdrs[4];
+    ngx_http_loyalty_header_t  *hdrs[5];
     ngx_http_core_main_conf_t  *cmcf;
     ngx_uint_t                  i;
 
@@ -1484,8 +1579,9 @@ ngx_http_loyalty_init(ngx_conf_t *cf)
     hdrs[1] = &ngx_http_loyalty_header_tier;
     hdrs[2] = &ngx_http_loyalty_header_points;
     hdrs[3] = &ngx_http_loyalty_header_status;
+    hdrs[4] = &ngx_http_loyalty_header_variants;
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         hdrs[i]->hash = ngx_hash_key(hdrs[i]->lowcase.data,
                                      hdrs[i]->lowcase.len);
     }
@@ -1503,6 +1599,10 @@ ngx_http_loyalty_init(ngx_conf_t *cf)
     *h = ngx_http_loyalty_handler;
 
     if (ngx_http_loyalty_metrics_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_loyalty_ab_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -1524,6 +1624,10 @@ ngx_http_loyalty_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_loyalty_redis_init_process(cycle, lmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_loyalty_ab_init_process(cycle, lmcf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -1571,5 +1675,6 @@ ngx_http_loyalty_exit_process(ngx_cycle_t *cycle)
         ngx_http_loyalty_catalog_free(catp[i]);
     }
 
+    ngx_http_loyalty_ab_exit_process(cycle);
     ngx_http_loyalty_redis_exit_process(cycle, lmcf);
 }

@@ -20,11 +20,12 @@ typedef enum {
     NGX_HTTP_LOYALTY_INVALID,
     NGX_HTTP_LOYALTY_UNKNOWN,
     NGX_HTTP_LOYALTY_TIMEOUT,
-    NGX_HTTP_LOYALTY_ERROR
+    NGX_HTTP_LOYALTY_ERROR,
+    NGX_HTTP_LOYALTY_HOLDOUT
 } ngx_http_loyalty_status_e;
 
 
-#define NGX_HTTP_LOYALTY_STATUSES        7     /* NONE to ERROR */
+#define NGX_HTTP_LOYALTY_STATUSES        8     /* NONE to HOLDOUT */
 
 
 /* kinds of nginx_loyalty_redis_errors_total */
@@ -99,6 +100,7 @@ extern ngx_http_loyalty_metrics_t  *ngx_http_loyalty_metrics;
 typedef struct ngx_http_loyalty_reply_s      ngx_http_loyalty_reply_t;
 typedef struct ngx_http_loyalty_redis_s      ngx_http_loyalty_redis_t;
 typedef struct ngx_http_loyalty_redis_cmd_s  ngx_http_loyalty_redis_cmd_t;
+typedef struct ngx_http_loyalty_ab_s         ngx_http_loyalty_ab_t;
 
 
 /*
@@ -138,6 +140,7 @@ typedef struct {
 typedef struct {
     ngx_array_t                    backends;  /* ngx_http_loyalty_redis_t * */
     ngx_array_t                    catalogs;  /* ngx_http_loyalty_catalog_t * */
+    ngx_array_t                    ab_tests;  /* ngx_http_loyalty_ab_t *, all */
     ngx_flag_t                     warned_unsigned;
 } ngx_http_loyalty_main_conf_t;
 
@@ -182,7 +185,18 @@ typedef struct {
     ngx_array_t                   *inject_types_keys;
     ngx_flag_t                     inject_types_default;
     size_t                         inject_json_max_size;
+
+    ngx_array_t                   *ab;        /* ngx_http_loyalty_ab_t *;
+                                               * NULL: loyalty_ab off */
+    ngx_flag_t                     ab_convert;
 } ngx_http_loyalty_loc_conf_t;
+
+
+/* a test's variant assigned to the request */
+typedef struct {
+    ngx_str_t                      test;
+    ngx_str_t                      variant;
+} ngx_http_loyalty_variant_t;
 
 
 /*
@@ -209,8 +223,14 @@ typedef struct {
     ngx_str_t                      offers;    /* $loyalty_offers, likewise */
     void                          *filter;    /* body filter state */
 
+    ngx_http_loyalty_variant_t    *variants;  /* A/B, in the tests' order */
+    ngx_uint_t                     nvariants;
+    ngx_str_t                      variants_text;  /* $loyalty_variants */
+    ngx_str_t                      converted; /* loyalty_ab_convert's JSON */
+
     unsigned                       waiting:1;
     unsigned                       done:1;
+    unsigned                       holdout:1; /* a variant "off" */
 } ngx_http_loyalty_ctx_t;
 
 
@@ -220,6 +240,28 @@ extern ngx_module_t  ngx_http_loyalty_module;
 /* ngx_http_loyalty_module.c */
 ngx_http_loyalty_ctx_t *ngx_http_loyalty_get_ctx(ngx_http_request_t *r);
 ngx_str_t *ngx_http_loyalty_status_name(ngx_http_loyalty_ctx_t *ctx);
+void ngx_http_loyalty_shutdown(ngx_cycle_t *cycle);
+
+/* ngx_http_loyalty_ab.c */
+ngx_int_t ngx_http_loyalty_ab_request(ngx_http_request_t *r,
+    ngx_http_loyalty_loc_conf_t *llcf, ngx_http_loyalty_ctx_t *ctx);
+void ngx_http_loyalty_ab_shutdown(ngx_log_t *log);
+ngx_int_t ngx_http_loyalty_ab_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+ngx_int_t ngx_http_loyalty_ab_variants_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+ngx_int_t ngx_http_loyalty_ab_init_process(ngx_cycle_t *cycle,
+    ngx_http_loyalty_main_conf_t *lmcf);
+void ngx_http_loyalty_ab_exit_process(ngx_cycle_t *cycle);
+char *ngx_http_loyalty_ab_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_loyalty_ab_convert_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_loyalty_ab_report_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_loyalty_ab_merge(ngx_conf_t *cf,
+    ngx_http_loyalty_loc_conf_t *prev, ngx_http_loyalty_loc_conf_t *conf);
+ngx_int_t ngx_http_loyalty_ab_init(ngx_conf_t *cf);
 
 /* ngx_http_loyalty_cookie.c */
 ngx_http_loyalty_status_e ngx_http_loyalty_cookie_id(ngx_http_request_t *r,

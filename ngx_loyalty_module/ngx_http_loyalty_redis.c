@@ -518,6 +518,10 @@ ngx_http_loyalty_redis_connect(ngx_http_loyalty_redis_conn_t *conn)
     c->data = conn;
     c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
 
+    /* "idle": a graceful shutdown calls the read handler with c->close
+     * set, the one place a worker learns that it is about to exit */
+    c->idle = 1;
+
     rev = c->read;
     wev = c->write;
 
@@ -754,6 +758,14 @@ ngx_http_loyalty_redis_read_handler(ngx_event_t *ev)
 
     c = ev->data;
     conn = c->data;
+
+    if (c->close) {
+        /* the worker shuts down gracefully: the connection stays for the
+         * last writes, and the worker waits for their replies */
+        c->close = 0;
+        ngx_http_loyalty_shutdown((ngx_cycle_t *) ngx_cycle);
+        return;
+    }
 
     /* may free the context (and close c) on EOF, reset or garbage */
 
