@@ -376,7 +376,8 @@ ngx_http_loyalty_ab_convert(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
         }
 
         if (rc != NGX_AGAIN) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+            ngx_http_loyalty_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "conversion lost",
                           "loyalty ab \"%V\": conversion of variant \"%V\" "
                           "lost: redis \"%V\" %V", &t->name,
                           &t->variants[idx], ngx_http_loyalty_redis_name(t->redis),

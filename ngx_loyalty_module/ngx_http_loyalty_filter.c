@@ -98,7 +98,7 @@ ngx_http_loyalty_header_filter(ngx_http_request_t *r)
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_loyalty_module);
 
-    if (llcf->response_headers && ctx->status == NGX_HTTP_LOYALTY_OK) {
+    if (llcf->response_headers && ctx->record) {
 
         if (ngx_http_loyalty_set_response_header(r,
                                              &ngx_http_loyalty_response_tier,

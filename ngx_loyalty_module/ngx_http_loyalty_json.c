@@ -61,7 +61,7 @@ ngx_http_loyalty_fragment(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
 
     experiments = ngx_http_loyalty_experiments(ctx);
 
-    if (ctx->status != NGX_HTTP_LOYALTY_OK) {
+    if (!ctx->record) {
         /* status names are NUL-terminated literals */
         text = loyalty_fragment((char *) ngx_http_loyalty_status_name(ctx)->data,
                                 NULL, NULL, NULL, experiments, &len);
@@ -100,9 +100,11 @@ ngx_http_loyalty_fragment(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
         if (!loyalty_customer_set_field(&c, i, ctx->fields[i].data,
                                         ctx->fields[i].len, err, sizeof(err)))
         {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "loyalty record field \"%s\" dropped: %s",
-                          loyalty_customer_field_name(i), err);
+            ngx_http_loyalty_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                                       "field dropped",
+                                       "loyalty record field \"%s\" "
+                                       "dropped: %s",
+                                       loyalty_customer_field_name(i), err);
         }
     }
 
@@ -121,7 +123,8 @@ ngx_http_loyalty_fragment(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
                                      tm.ngx_tm_mon, tm.ngx_tm_mday,
                                      llcf->offers_max);
 
-    text = loyalty_fragment("ok", &c, &progress, offers, experiments, &len);
+    text = loyalty_fragment((char *) ngx_http_loyalty_status_name(ctx)->data,
+                            &c, &progress, offers, experiments, &len);
 
     json_decref(experiments);
 
@@ -237,7 +240,7 @@ ngx_http_loyalty_progress(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx,
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_loyalty_module);
 
-    if (ctx->status != NGX_HTTP_LOYALTY_OK || llcf->ladder == NULL
+    if (!ctx->record || llcf->ladder == NULL
         || !loyalty_points_parse(ctx->points.data, ctx->points.len, &points))
     {
         return NGX_OK;

@@ -47,7 +47,14 @@ static char  *ngx_http_loyalty_latency_labels[] = {
 
 static char  *ngx_http_loyalty_status_labels[] = {
     NULL, "ok", "anonymous", "invalid", "unknown", "timeout", "error",
-    "holdout"
+    "holdout", "bypass"
+};
+
+
+/* indexed by ngx_http_loyalty_cache_status_e, NONE excluded */
+
+static char  *ngx_http_loyalty_cache_labels[] = {
+    NULL, "hit", "miss", "expired", "stale", "bypass"
 };
 
 
@@ -252,6 +259,41 @@ ngx_http_loyalty_metrics_text(u_char *p, ngx_http_loyalty_metrics_t *m)
                     m->latency_sum_us / 1000000, m->latency_sum_us % 1000000,
                     sum);
 
+    p = ngx_sprintf(p,
+            "# HELP nginx_loyalty_cache_lookups_total Cache outcomes of "
+            "lookups ($loyalty_cache_status).\n"
+            "# TYPE nginx_loyalty_cache_lookups_total counter\n");
+
+    for (i = 1; i < NGX_HTTP_LOYALTY_CACHE_STATUSES; i++) {
+        p = ngx_sprintf(p, "nginx_loyalty_cache_lookups_total"
+                        "{status=\"%s\"} %uA\n",
+                        ngx_http_loyalty_cache_labels[i], m->cache[i]);
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP nginx_loyalty_coalesced_total Lookups that joined the "
+            "same customer's Redis command already in flight.\n"
+            "# TYPE nginx_loyalty_coalesced_total counter\n"
+            "nginx_loyalty_coalesced_total %uA\n"
+            "# HELP nginx_loyalty_invalidations_total Invalidation messages "
+            "received (each worker receives each message).\n"
+            "# TYPE nginx_loyalty_invalidations_total counter\n"
+            "nginx_loyalty_invalidations_total %uA\n"
+            "# HELP nginx_loyalty_breaker_opens_total Times a worker's "
+            "circuit breaker opened.\n"
+            "# TYPE nginx_loyalty_breaker_opens_total counter\n"
+            "nginx_loyalty_breaker_opens_total %uA\n"
+            "# HELP nginx_loyalty_breakers_open Circuit breakers open now, "
+            "summed over workers and Redis servers.\n"
+            "# TYPE nginx_loyalty_breakers_open gauge\n"
+            "nginx_loyalty_breakers_open %uA\n"
+            "# HELP nginx_loyalty_log_suppressed_total Error log lines held "
+            "back by the flood guard.\n"
+            "# TYPE nginx_loyalty_log_suppressed_total counter\n"
+            "nginx_loyalty_log_suppressed_total %uA\n",
+            m->coalesced, m->invalidations, m->breaker_opens,
+            m->breakers_open, m->log_suppressed);
+
     return p;
 }
 
@@ -289,9 +331,20 @@ ngx_http_loyalty_metrics_json(u_char *p, ngx_http_loyalty_metrics_t *m)
                         ngx_http_loyalty_latency_labels[i], sum);
     }
 
-    p = ngx_sprintf(p, "},\"sum\":%uA.%06uA,\"count\":%ui}}}\n",
+    p = ngx_sprintf(p, "},\"sum\":%uA.%06uA,\"count\":%ui}},\"cache\":{",
                     m->latency_sum_us / 1000000, m->latency_sum_us % 1000000,
                     sum);
+
+    for (i = 1; i < NGX_HTTP_LOYALTY_CACHE_STATUSES; i++) {
+        p = ngx_sprintf(p, "%s\"%s\":%uA", i > 1 ? "," : "",
+                        ngx_http_loyalty_cache_labels[i], m->cache[i]);
+    }
+
+    p = ngx_sprintf(p, "},\"coalesced\":%uA,\"invalidations\":%uA,"
+                    "\"breaker_opens\":%uA,\"breakers_open\":%uA,"
+                    "\"log_suppressed\":%uA}\n",
+                    m->coalesced, m->invalidations, m->breaker_opens,
+                    m->breakers_open, m->log_suppressed);
 
     return p;
 }

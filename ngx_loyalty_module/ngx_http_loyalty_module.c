@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "loyalty_cookie.h"
 #include "loyalty_record.h"
 
 
@@ -25,6 +26,10 @@
 #define NGX_HTTP_LOYALTY_VAR_OFFERS   6
 #define NGX_HTTP_LOYALTY_VAR_NEXT_TIER  7
 #define NGX_HTTP_LOYALTY_VAR_POINTS_TO_NEXT  8
+#define NGX_HTTP_LOYALTY_VAR_CACHE_STATUS  9
+
+/* an entry's longest life while invalidations cannot be received (ms) */
+#define NGX_HTTP_LOYALTY_CACHE_UNSUBSCRIBED  1000
 
 /* longest optional field value kept (bytes); longer ones are dropped */
 #define NGX_HTTP_LOYALTY_FIELD_MAX    256
@@ -43,13 +48,41 @@ typedef struct {
 } ngx_http_loyalty_header_t;
 
 
+/* an HMGET in flight in this worker, and the requests waiting for it */
+typedef struct {
+    ngx_rbtree_node_t              node;      /* key: CRC32 of the key */
+    ngx_str_t                      key;
+    ngx_http_loyalty_redis_t      *redis;
+    ngx_http_loyalty_cache_t      *cache;
+    ngx_queue_t                    waiters;   /* ngx_http_loyalty_ctx_t */
+    ngx_http_loyalty_redis_cmd_t  *cmd;
+    ngx_pool_t                    *pool;      /* the reply's arrays */
+    ngx_msec_t                     start;
+} ngx_http_loyalty_lookup_t;
+
+
 static ngx_int_t ngx_http_loyalty_handler(ngx_http_request_t *r);
 static ngx_http_loyalty_ctx_t *ngx_http_loyalty_create_ctx(
     ngx_http_request_t *r);
 static void ngx_http_loyalty_reply(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
+static ngx_int_t ngx_http_loyalty_lookup(ngx_http_request_t *r,
+    ngx_http_loyalty_loc_conf_t *llcf, ngx_http_loyalty_ctx_t *ctx,
+    ngx_str_t *key);
+static void ngx_http_loyalty_failed(ngx_http_loyalty_ctx_t *ctx,
+    ngx_http_loyalty_status_e status);
+static ngx_int_t ngx_http_loyalty_lookup_cmp(ngx_http_loyalty_lookup_t *a,
+    uint32_t hash, ngx_str_t *key, ngx_http_loyalty_redis_t *redis,
+    ngx_http_loyalty_cache_t *cache);
+static ngx_http_loyalty_lookup_t *ngx_http_loyalty_lookup_find(
+    ngx_str_t *key, uint32_t hash, ngx_http_loyalty_loc_conf_t *llcf);
+static void ngx_http_loyalty_lookup_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_loyalty_status_e ngx_http_loyalty_record(
-    ngx_http_loyalty_ctx_t *ctx, ngx_http_loyalty_reply_t *reply);
+    ngx_http_loyalty_ctx_t *ctx, ngx_http_loyalty_reply_t *reply,
+    ngx_uint_t first);
+static void ngx_http_loyalty_log_report(ngx_http_loyalty_log_guard_t *g);
+static void ngx_http_loyalty_tick(ngx_event_t *ev);
 static void ngx_http_loyalty_resume(ngx_event_t *ev);
 static ngx_int_t ngx_http_loyalty_finish(ngx_http_request_t *r,
     ngx_http_loyalty_ctx_t *ctx);
@@ -63,6 +96,8 @@ static void ngx_http_loyalty_catalog_reply(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
 static ngx_http_loyalty_catalog_t *ngx_http_loyalty_catalog_add(
     ngx_conf_t *cf, ngx_http_loyalty_loc_conf_t *llcf);
+static ngx_int_t ngx_http_loyalty_cache_use(ngx_conf_t *cf,
+    ngx_http_loyalty_loc_conf_t *llcf);
 static ngx_int_t ngx_http_loyalty_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -74,6 +109,8 @@ static char *ngx_http_loyalty_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_loyalty_redis_auth(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_loyalty_redis_breaker(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_loyalty_inject(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_loyalty_positive_msec(ngx_conf_t *cf, void *post,
@@ -85,6 +122,13 @@ static ngx_int_t ngx_http_loyalty_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_loyalty_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_loyalty_init_process(ngx_cycle_t *cycle);
 static void ngx_http_loyalty_exit_process(ngx_cycle_t *cycle);
+
+
+/* this worker's lookups in flight, and its log guards */
+static ngx_rbtree_t                   ngx_http_loyalty_lookups;
+static ngx_rbtree_node_t              ngx_http_loyalty_lookups_sentinel;
+static ngx_http_loyalty_log_guard_t  *ngx_http_loyalty_guards;
+static ngx_event_t                    ngx_http_loyalty_tick_event;
 
 
 static ngx_conf_enum_t  ngx_http_loyalty_inject_modes[] = {
@@ -247,6 +291,41 @@ static ngx_command_t  ngx_http_loyalty_commands[] = {
       offsetof(ngx_http_loyalty_loc_conf_t, response_headers),
       NULL },
 
+    { ngx_string("loyalty_cache_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_loyalty_cache_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("loyalty_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_loyalty_cache_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("loyalty_cache_stale"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_loyalty_loc_conf_t, cache_stale),
+      NULL },
+
+    { ngx_string("loyalty_invalidate_channel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_loyalty_main_conf_t, invalidate_channel),
+      NULL },
+
+    { ngx_string("loyalty_redis_breaker"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_1MORE,
+      ngx_http_loyalty_redis_breaker,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("loyalty_ab"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_loyalty_ab_directive,
@@ -332,6 +411,9 @@ static ngx_http_variable_t  ngx_http_loyalty_vars[] = {
     { ngx_string("loyalty_points_to_next"), NULL, ngx_http_loyalty_variable,
       NGX_HTTP_LOYALTY_VAR_POINTS_TO_NEXT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("loyalty_cache_status"), NULL, ngx_http_loyalty_variable,
+      NGX_HTTP_LOYALTY_VAR_CACHE_STATUS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("loyalty_variants"), NULL,
       ngx_http_loyalty_ab_variants_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
@@ -352,7 +434,20 @@ static ngx_str_t  ngx_http_loyalty_status_names[] = {
     ngx_string("unknown"),
     ngx_string("timeout"),
     ngx_string("error"),
-    ngx_string("holdout")
+    ngx_string("holdout"),
+    ngx_string("bypass")
+};
+
+
+/* indexed by ngx_http_loyalty_cache_status_e */
+
+static ngx_str_t  ngx_http_loyalty_cache_status_names[] = {
+    ngx_null_string,
+    ngx_string("HIT"),
+    ngx_string("MISS"),
+    ngx_string("EXPIRED"),
+    ngx_string("STALE"),
+    ngx_string("BYPASS")
 };
 
 
@@ -392,7 +487,7 @@ ngx_http_loyalty_handler(ngx_http_request_t *r)
 {
     u_char                       *p;
     ngx_int_t                     rc;
-    ngx_str_t                     err, argv[2 + NGX_HTTP_LOYALTY_FIELDS];
+    ngx_str_t                     key;
     ngx_http_loyalty_ctx_t       *ctx, *mctx;
     ngx_http_loyalty_loc_conf_t  *llcf;
 
@@ -467,48 +562,41 @@ lookup:
     /* HMGET <prefix><id> tier points cashback ... offers: one round trip
      * for the headers and the fragment alike */
 
-    argv[0] = ngx_http_loyalty_hmget;
-
-    argv[1].len = llcf->key_prefix.len + ctx->id.len;
-    argv[1].data = ngx_pnalloc(r->pool, argv[1].len);
-    if (argv[1].data == NULL) {
+    key.len = llcf->key_prefix.len + ctx->id.len;
+    key.data = ngx_pnalloc(r->pool, key.len);
+    if (key.data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(argv[1].data, llcf->key_prefix.data, llcf->key_prefix.len);
+    p = ngx_cpymem(key.data, llcf->key_prefix.data, llcf->key_prefix.len);
     ngx_memcpy(p, ctx->id.data, ctx->id.len);
-
-    ngx_memcpy(&argv[2], ngx_http_loyalty_fields,
-               sizeof(ngx_http_loyalty_fields));
 
     ctx->start = ngx_current_msec;
 
-    rc = ngx_http_loyalty_redis_send(llcf->redis, r->pool,
-                                     r->connection->log, llcf->timeout,
-                                     2 + NGX_HTTP_LOYALTY_FIELDS, argv,
-                                     ngx_http_loyalty_reply, ctx,
-                                     &ctx->cmd, &err);
+    if (llcf->cache != NULL) {
+
+        /* without invalidation messages an entry lives at most 1 s */
+
+        ctx->cache_status = ngx_http_loyalty_cache_get(r, llcf->cache, &key,
+                                  ngx_http_loyalty_redis_subscribed(llcf->redis)
+                                  ? 0 : NGX_HTTP_LOYALTY_CACHE_UNSUBSCRIBED,
+                                  llcf->cache_stale, ctx);
+
+        if (ctx->cache_status == NGX_HTTP_LOYALTY_CACHE_HIT) {
+            return ngx_http_loyalty_finish(r, ctx);
+        }
+    }
+
+    rc = ngx_http_loyalty_lookup(r, llcf, ctx, &key);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
-    if (rc != NGX_AGAIN) {
-        /* no connection right now: fail open at once */
-
-        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "loyalty lookup \"%V\": redis \"%V\" %V",
-                       &argv[1], ngx_http_loyalty_redis_name(llcf->redis),
-                       &err);
-
-        ctx->status = (rc == NGX_HTTP_LOYALTY_REDIS_TIMEOUT)
-                      ? NGX_HTTP_LOYALTY_TIMEOUT : NGX_HTTP_LOYALTY_ERROR;
-
+    if (rc == NGX_OK) {
+        /* ended at once: no connection, or the breaker is open */
         return ngx_http_loyalty_finish(r, ctx);
     }
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "loyalty lookup \"%V\": waiting for redis", &argv[1]);
 
     /*
      * REWRITE phase: only NGX_DONE suspends here; count++ keeps the
@@ -521,6 +609,232 @@ lookup:
     ngx_http_loyalty_metric_add(in_flight, 1);
 
     return NGX_DONE;
+}
+
+
+/*
+ * Sends the HMGET, or joins the same key's HMGET already on its way from
+ * this worker: one Redis command for any number of concurrent requests.
+ * NGX_AGAIN: waiting; NGX_OK: the lookup ended at once (ctx->status set).
+ */
+
+static ngx_int_t
+ngx_http_loyalty_lookup(ngx_http_request_t *r,
+    ngx_http_loyalty_loc_conf_t *llcf, ngx_http_loyalty_ctx_t *ctx,
+    ngx_str_t *key)
+{
+    uint32_t                    hash;
+    ngx_int_t                   rc;
+    ngx_str_t                   err, argv[2 + NGX_HTTP_LOYALTY_FIELDS];
+    ngx_http_loyalty_lookup_t  *lk;
+
+    hash = ngx_crc32_short(key->data, key->len);
+
+    lk = ngx_http_loyalty_lookup_find(key, hash, llcf);
+
+    if (lk != NULL) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "loyalty lookup \"%V\": joins the one in flight",
+                       key);
+
+        ngx_http_loyalty_metric_add(coalesced, 1);
+
+        ngx_queue_insert_tail(&lk->waiters, &ctx->queue);
+        ctx->lookup = lk;
+
+        return NGX_AGAIN;
+    }
+
+    lk = ngx_alloc(sizeof(ngx_http_loyalty_lookup_t) + key->len,
+                   r->connection->log);
+    if (lk == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(lk, sizeof(ngx_http_loyalty_lookup_t));
+
+    lk->pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (lk->pool == NULL) {
+        ngx_free(lk);
+        return NGX_ERROR;
+    }
+
+    lk->node.key = hash;
+    lk->key.data = (u_char *) &lk[1];
+    lk->key.len = key->len;
+    ngx_memcpy(lk->key.data, key->data, key->len);
+    lk->redis = llcf->redis;
+    lk->cache = llcf->cache;
+    lk->start = ngx_current_msec;
+    ngx_queue_init(&lk->waiters);
+
+    argv[0] = ngx_http_loyalty_hmget;
+    argv[1] = lk->key;
+
+    ngx_memcpy(&argv[2], ngx_http_loyalty_fields,
+               sizeof(ngx_http_loyalty_fields));
+
+    rc = ngx_http_loyalty_redis_send(llcf->redis, lk->pool,
+                                     ngx_cycle->log, llcf->timeout,
+                                     2 + NGX_HTTP_LOYALTY_FIELDS, argv,
+                                     ngx_http_loyalty_reply, lk,
+                                     &lk->cmd, &err);
+
+    if (rc == NGX_AGAIN) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "loyalty lookup \"%V\": waiting for redis", key);
+
+        ngx_rbtree_insert(&ngx_http_loyalty_lookups, &lk->node);
+        ngx_queue_insert_tail(&lk->waiters, &ctx->queue);
+        ctx->lookup = lk;
+
+        return NGX_AGAIN;
+    }
+
+    ngx_destroy_pool(lk->pool);
+    ngx_free(lk);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    /* no connection right now, or the breaker is open: fail open at once;
+     * the connection's failure was logged when it happened */
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "loyalty lookup \"%V\": redis \"%V\" %V",
+                   key, ngx_http_loyalty_redis_name(llcf->redis), &err);
+
+    switch (rc) {
+
+    case NGX_HTTP_LOYALTY_REDIS_BYPASS:
+        ngx_http_loyalty_failed(ctx, NGX_HTTP_LOYALTY_BYPASS);
+        break;
+
+    case NGX_HTTP_LOYALTY_REDIS_TIMEOUT:
+        ngx_http_loyalty_failed(ctx, NGX_HTTP_LOYALTY_TIMEOUT);
+        break;
+
+    default:
+        ngx_http_loyalty_failed(ctx, NGX_HTTP_LOYALTY_ERROR);
+        break;
+    }
+
+    return NGX_OK;
+}
+
+
+/* Redis did not answer: an expired cache entry, if any, stands in */
+
+static void
+ngx_http_loyalty_failed(ngx_http_loyalty_ctx_t *ctx,
+    ngx_http_loyalty_status_e status)
+{
+    ctx->status = status;
+
+    if (ctx->stale) {
+        ctx->stale = 0;
+        ctx->record = (ctx->tier.len != 0);
+        ctx->cache_status = NGX_HTTP_LOYALTY_CACHE_STALE;
+        return;
+    }
+
+    if (status == NGX_HTTP_LOYALTY_BYPASS
+        && ctx->cache_status != NGX_HTTP_LOYALTY_CACHE_NONE)
+    {
+        ctx->cache_status = NGX_HTTP_LOYALTY_CACHE_BYPASS;
+    }
+}
+
+
+/* lookups are ordered by hash, then key, then Redis and cache */
+
+static ngx_int_t
+ngx_http_loyalty_lookup_cmp(ngx_http_loyalty_lookup_t *a, uint32_t hash,
+    ngx_str_t *key, ngx_http_loyalty_redis_t *redis,
+    ngx_http_loyalty_cache_t *cache)
+{
+    ngx_int_t  rc;
+
+    if (a->node.key != hash) {
+        return (hash < a->node.key) ? -1 : 1;
+    }
+
+    rc = ngx_memn2cmp(key->data, a->key.data, key->len, a->key.len);
+
+    if (rc != 0) {
+        return rc;
+    }
+
+    if (redis != a->redis) {
+        return ((uintptr_t) redis < (uintptr_t) a->redis) ? -1 : 1;
+    }
+
+    if (cache != a->cache) {
+        return ((uintptr_t) cache < (uintptr_t) a->cache) ? -1 : 1;
+    }
+
+    return 0;
+}
+
+
+static ngx_http_loyalty_lookup_t *
+ngx_http_loyalty_lookup_find(ngx_str_t *key, uint32_t hash,
+    ngx_http_loyalty_loc_conf_t *llcf)
+{
+    ngx_int_t                   rc;
+    ngx_rbtree_node_t          *node, *sentinel;
+    ngx_http_loyalty_lookup_t  *lk;
+
+    node = ngx_http_loyalty_lookups.root;
+    sentinel = ngx_http_loyalty_lookups.sentinel;
+
+    while (node != sentinel) {
+        lk = (ngx_http_loyalty_lookup_t *) node;
+
+        rc = ngx_http_loyalty_lookup_cmp(lk, hash, key, llcf->redis,
+                                         llcf->cache);
+
+        if (rc == 0) {
+            return lk;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_loyalty_lookup_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t          **p;
+    ngx_http_loyalty_lookup_t   *lk;
+
+    lk = (ngx_http_loyalty_lookup_t *) node;
+
+    for ( ;; ) {
+
+        p = (ngx_http_loyalty_lookup_cmp((ngx_http_loyalty_lookup_t *) temp,
+                                         (uint32_t) node->key, &lk->key,
+                                         lk->redis, lk->cache)
+             < 0)
+            ? &temp->left : &temp->right;
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
 }
 
 
@@ -575,7 +889,10 @@ ngx_http_loyalty_create_ctx(ngx_http_request_t *r)
     /*
      * set by ngx_memzero():
      *
-     *     ctx->cmd = NULL;
+     *     ctx->lookup = NULL;
+     *     ctx->cache_status = NGX_HTTP_LOYALTY_CACHE_NONE;
+     *     ctx->record = 0;
+     *     ctx->stale = 0;
      *     ctx->status = NGX_HTTP_LOYALTY_NONE;
      *     ctx->id = { 0, NULL };
      *     ctx->tier = { 0, NULL };
@@ -599,48 +916,85 @@ ngx_http_loyalty_create_ctx(ngx_http_request_t *r)
 
 /*
  * Runs inside hiredis's callback or the command's timer: record the
- * outcome and let the event loop resume the request.
+ * outcome for every request waiting on the lookup, fill the cache, and
+ * let the event loop resume the requests.
  */
 
 static void
 ngx_http_loyalty_reply(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err)
 {
-    ngx_http_loyalty_ctx_t       *ctx = data;
+    ngx_http_loyalty_lookup_t *lk = data;
 
-    ngx_http_request_t           *r;
-    ngx_http_loyalty_loc_conf_t  *llcf;
+    ngx_queue_t                *q;
+    ngx_http_loyalty_ctx_t     *ctx, *first;
+    ngx_http_loyalty_status_e   status;
 
-    r = ctx->request;
-    ctx->cmd = NULL;
-
-    ngx_http_loyalty_metric_add(in_flight, -1);
-
-    llcf = ngx_http_get_module_loc_conf(r, ngx_http_loyalty_module);
+    ngx_rbtree_delete(&ngx_http_loyalty_lookups, &lk->node);
 
     switch (rc) {
 
     case NGX_HTTP_LOYALTY_REDIS_REPLY:
-        ctx->status = ngx_http_loyalty_record(ctx, reply);
+        status = NGX_HTTP_LOYALTY_OK;
         break;
 
     case NGX_HTTP_LOYALTY_REDIS_TIMEOUT:
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "loyalty redis \"%V\" %V after %M ms",
-                      ngx_http_loyalty_redis_name(llcf->redis), err,
-                      ngx_current_msec - ctx->start);
-        ctx->status = NGX_HTTP_LOYALTY_TIMEOUT;
+        ngx_http_loyalty_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                                   "lookup timeout",
+                                   "loyalty redis \"%V\" %V after %M ms",
+                                   ngx_http_loyalty_redis_name(lk->redis),
+                                   err, ngx_current_msec - lk->start);
+        status = NGX_HTTP_LOYALTY_TIMEOUT;
         break;
 
     default: /* NGX_HTTP_LOYALTY_REDIS_FAILED */
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "loyalty redis \"%V\" lookup failed: %V",
-                      ngx_http_loyalty_redis_name(llcf->redis), err);
-        ctx->status = NGX_HTTP_LOYALTY_ERROR;
+        ngx_http_loyalty_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                                   "lookup failed",
+                                   "loyalty redis \"%V\" lookup failed: %V",
+                                   ngx_http_loyalty_redis_name(lk->redis),
+                                   err);
+        status = NGX_HTTP_LOYALTY_ERROR;
         break;
     }
 
-    ngx_post_event(&ctx->resume, &ngx_posted_events);
+    first = NULL;
+
+    while (!ngx_queue_empty(&lk->waiters)) {
+        q = ngx_queue_head(&lk->waiters);
+        ngx_queue_remove(q);
+
+        ctx = ngx_queue_data(q, ngx_http_loyalty_ctx_t, queue);
+        ctx->lookup = NULL;
+
+        ngx_http_loyalty_metric_add(in_flight, -1);
+
+        if (status == NGX_HTTP_LOYALTY_OK) {
+            ctx->status = ngx_http_loyalty_record(ctx, reply,
+                                                  first == NULL);
+
+            if (first == NULL) {
+                first = ctx;
+            }
+
+        } else {
+            ngx_http_loyalty_failed(ctx, status);
+        }
+
+        ngx_post_event(&ctx->resume, &ngx_posted_events);
+    }
+
+    /* only what Redis said about the customer is cached, not errors */
+
+    if (lk->cache != NULL && first != NULL
+        && (first->status == NGX_HTTP_LOYALTY_OK
+            || first->status == NGX_HTTP_LOYALTY_UNKNOWN))
+    {
+        ngx_http_loyalty_cache_put(lk->cache, &lk->key, first,
+                                   ngx_cycle->log);
+    }
+
+    ngx_destroy_pool(lk->pool);
+    ngx_free(lk);
 }
 
 
@@ -648,7 +1002,7 @@ ngx_http_loyalty_reply(void *data, ngx_int_t rc,
 
 static ngx_http_loyalty_status_e
 ngx_http_loyalty_record(ngx_http_loyalty_ctx_t *ctx,
-    ngx_http_loyalty_reply_t *reply)
+    ngx_http_loyalty_reply_t *reply, ngx_uint_t first)
 {
     u_char                    *p;
     size_t                     max;
@@ -659,23 +1013,43 @@ ngx_http_loyalty_record(ngx_http_loyalty_ctx_t *ctx,
     ngx_http_loyalty_reply_t  *tier, *pts, *f;
 
     r = ctx->request;
-    log = r->connection->log;
+
+    /* errors are logged and counted once per lookup, not per waiter */
+    log = first ? r->connection->log : NULL;
+
+    /* Redis answered: an expired cache entry copied before goes */
+
+    ctx->tier.len = 0;
+    ctx->points.len = 0;
+    ngx_memzero(ctx->fields, sizeof(ctx->fields));
+    ctx->record = 0;
+    ctx->stale = 0;
 
     if (reply->type == NGX_HTTP_LOYALTY_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "loyalty redis replied with an error: \"%*s\"",
-                      ngx_min(reply->str.len, 128), reply->str.data);
-        ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_REPLY], 1);
+        if (log) {
+            ngx_http_loyalty_log_error(NGX_LOG_ERR, log, 0, "error reply",
+                                       "loyalty redis replied with an "
+                                       "error: \"%*s\"",
+                                       ngx_min(reply->str.len, 128),
+                                       reply->str.data);
+            ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_REPLY],
+                                        1);
+        }
+
         return NGX_HTTP_LOYALTY_ERROR;
     }
 
     if (reply->type != NGX_HTTP_LOYALTY_REPLY_ARRAY
         || reply->nelts != NGX_HTTP_LOYALTY_FIELDS)
     {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "loyalty redis sent an unexpected reply of type %ui",
-                      reply->type);
-        ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_PROTOCOL], 1);
+        if (log) {
+            ngx_http_loyalty_log_error(NGX_LOG_ERR, log, 0, "bad reply",
+                                       "loyalty redis sent an unexpected "
+                                       "reply of type %ui", reply->type);
+            ngx_http_loyalty_metric_add(
+                                   errors[NGX_HTTP_LOYALTY_ERR_PROTOCOL], 1);
+        }
+
         return NGX_HTTP_LOYALTY_ERROR;
     }
 
@@ -693,22 +1067,32 @@ ngx_http_loyalty_record(ngx_http_loyalty_ctx_t *ctx,
     if (tier->type != NGX_HTTP_LOYALTY_REPLY_STRING
         || !loyalty_tier_valid(tier->str.data, tier->str.len))
     {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "loyalty record rejected: \"tier\" is missing or not "
-                      "1-%d characters of [A-Za-z0-9_-]",
-                      LOYALTY_TIER_MAX_LEN);
-        ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_RECORD], 1);
+        if (log) {
+            ngx_http_loyalty_log_error(NGX_LOG_ERR, log, 0, "bad tier",
+                                       "loyalty record rejected: \"tier\" "
+                                       "is missing or not 1-%d characters "
+                                       "of [A-Za-z0-9_-]",
+                                       LOYALTY_TIER_MAX_LEN);
+            ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_RECORD],
+                                        1);
+        }
+
         return NGX_HTTP_LOYALTY_ERROR;
     }
 
     if (pts->type != NGX_HTTP_LOYALTY_REPLY_STRING
         || !loyalty_points_parse(pts->str.data, pts->str.len, &points))
     {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "loyalty record rejected: \"points\" is missing or not "
-                      "a non-negative integer of at most %d digits",
-                      LOYALTY_POINTS_MAX_LEN);
-        ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_RECORD], 1);
+        if (log) {
+            ngx_http_loyalty_log_error(NGX_LOG_ERR, log, 0, "bad points",
+                                       "loyalty record rejected: "
+                                       "\"points\" is missing or not a "
+                                       "non-negative integer of at most %d "
+                                       "digits", LOYALTY_POINTS_MAX_LEN);
+            ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_RECORD],
+                                        1);
+        }
+
         return NGX_HTTP_LOYALTY_ERROR;
     }
 
@@ -740,9 +1124,14 @@ ngx_http_loyalty_record(ngx_http_loyalty_ctx_t *ctx,
                                                  : NGX_HTTP_LOYALTY_FIELD_MAX;
 
         if (f->str.len > max) {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "loyalty record field \"%V\" dropped: longer than "
-                          "%uz bytes", &ngx_http_loyalty_fields[i], max);
+            if (log) {
+                ngx_http_loyalty_log_error(NGX_LOG_WARN, log, 0,
+                                           "field too long",
+                                           "loyalty record field \"%V\" "
+                                           "dropped: longer than %uz bytes",
+                                           &ngx_http_loyalty_fields[i], max);
+            }
+
             continue;
         }
 
@@ -754,6 +1143,8 @@ ngx_http_loyalty_record(ngx_http_loyalty_ctx_t *ctx,
         ngx_memcpy(ctx->fields[i].data, f->str.data, f->str.len);
         ctx->fields[i].len = f->str.len;
     }
+
+    ctx->record = 1;
 
     return NGX_HTTP_LOYALTY_OK;
 }
@@ -794,6 +1185,10 @@ ngx_http_loyalty_finish(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
     ctx->done = 1;
 
     ngx_http_loyalty_metric_add(lookups[ctx->status], 1);
+
+    if (ctx->cache_status != NGX_HTTP_LOYALTY_CACHE_NONE) {
+        ngx_http_loyalty_metric_add(cache[ctx->cache_status], 1);
+    }
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_loyalty_module);
 
@@ -944,7 +1339,7 @@ ngx_http_loyalty_set_headers(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ctx->status != NGX_HTTP_LOYALTY_OK) {
+    if (!ctx->record) {
         return NGX_OK;
     }
 
@@ -992,11 +1387,12 @@ ngx_http_loyalty_cleanup(void *data)
 {
     ngx_http_loyalty_ctx_t  *ctx = data;
 
-    /* the request ends (or the client left) while Redis has not answered */
+    /* the request ends (or the client left) while Redis has not answered:
+     * the lookup goes on for the others waiting, and for the cache */
 
-    if (ctx->cmd != NULL) {
-        ngx_http_loyalty_redis_cancel(ctx->cmd);
-        ctx->cmd = NULL;
+    if (ctx->lookup != NULL) {
+        ngx_queue_remove(&ctx->queue);
+        ctx->lookup = NULL;
         ngx_http_loyalty_metric_add(in_flight, -1);
     }
 
@@ -1106,6 +1502,124 @@ ngx_http_loyalty_shutdown(ngx_cycle_t *cycle)
 }
 
 
+/*
+ * The log flood guard behind ngx_http_loyalty_log_error(): one line per
+ * second and call site; the rest are counted, and the count is written
+ * with the next line or by the next tick.
+ */
+
+ngx_uint_t
+ngx_http_loyalty_log_allow(ngx_http_loyalty_log_guard_t *g)
+{
+    time_t  now;
+
+    if (!g->registered) {
+        g->registered = 1;
+        g->next = ngx_http_loyalty_guards;
+        ngx_http_loyalty_guards = g;
+    }
+
+    now = ngx_time();
+
+    if (g->sec == now) {
+        g->suppressed++;
+        ngx_http_loyalty_metric_add(log_suppressed, 1);
+        return 0;
+    }
+
+    ngx_http_loyalty_log_report(g);
+
+    g->sec = now;
+
+    return 1;
+}
+
+
+static void
+ngx_http_loyalty_log_report(ngx_http_loyalty_log_guard_t *g)
+{
+    if (g->suppressed == 0) {
+        return;
+    }
+
+    ngx_log_error(g->level, ngx_cycle->log, 0,
+                  "loyalty: %ui more \"%s\" messages suppressed",
+                  g->suppressed, g->cause);
+
+    g->suppressed = 0;
+}
+
+
+/* every second, in every worker */
+
+static void
+ngx_http_loyalty_tick(ngx_event_t *ev)
+{
+    time_t                         now;
+    ngx_http_loyalty_log_guard_t  *g;
+
+    now = ngx_time();
+
+    for (g = ngx_http_loyalty_guards; g; g = g->next) {
+        if (g->suppressed && g->sec < now) {
+            ngx_http_loyalty_log_report(g);
+            g->sec = now;
+        }
+    }
+
+    if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
+        ngx_add_timer(ev, 1000);
+    }
+}
+
+
+/* an invalidation message from Redis rd: evict the id wherever cached */
+
+void
+ngx_http_loyalty_invalidate(ngx_http_loyalty_redis_t *rd, ngx_str_t *id)
+{
+    u_char                         buf[512];
+    ngx_str_t                      key;
+    ngx_uint_t                     i, n;
+    ngx_http_loyalty_cache_use_t  *use;
+    ngx_http_loyalty_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_loyalty_module);
+
+    if (lmcf == NULL || !loyalty_id_valid(id->data, id->len)) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "loyalty invalidation ignored: not a customer id");
+        return;
+    }
+
+    use = lmcf->cache_uses.elts;
+    n = 0;
+
+    for (i = 0; i < lmcf->cache_uses.nelts; i++) {
+        if (use[i].redis != rd
+            || use[i].prefix.len + id->len > sizeof(buf))
+        {
+            continue;
+        }
+
+        key.data = buf;
+        key.len = ngx_cpymem(ngx_cpymem(buf, use[i].prefix.data,
+                                        use[i].prefix.len),
+                             id->data, id->len)
+                  - buf;
+
+        n += ngx_http_loyalty_cache_delete(use[i].cache, &key);
+    }
+
+    ngx_http_loyalty_metric_add(invalidations, 1);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "loyalty invalidation \"%V\": %ui entries evicted",
+                   id, n);
+}
+
+
 static ngx_int_t
 ngx_http_loyalty_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
@@ -1160,6 +1674,10 @@ ngx_http_loyalty_variable(ngx_http_request_t *r,
         s = (data == NGX_HTTP_LOYALTY_VAR_NEXT_TIER) ? &next : &to_next;
         break;
 
+    case NGX_HTTP_LOYALTY_VAR_CACHE_STATUS:
+        s = &ngx_http_loyalty_cache_status_names[ctx->cache_status];
+        break;
+
     default: /* NGX_HTTP_LOYALTY_VAR_STATUS */
         s = &ngx_http_loyalty_status_names[ctx->status];
         break;
@@ -1198,6 +1716,12 @@ ngx_http_loyalty_create_main_conf(ngx_conf_t *cf)
            != NGX_OK
         || ngx_array_init(&lmcf->ab_tests, cf->pool, 2,
                           sizeof(ngx_http_loyalty_ab_t *))
+           != NGX_OK
+        || ngx_array_init(&lmcf->caches, cf->pool, 2,
+                          sizeof(ngx_http_loyalty_cache_t *))
+           != NGX_OK
+        || ngx_array_init(&lmcf->cache_uses, cf->pool, 2,
+                          sizeof(ngx_http_loyalty_cache_use_t))
            != NGX_OK)
     {
         return NULL;
@@ -1246,6 +1770,10 @@ ngx_http_loyalty_create_loc_conf(ngx_conf_t *cf)
     conf->inject = NGX_CONF_UNSET_UINT;
     conf->inject_json_max_size = NGX_CONF_UNSET_SIZE;
     conf->ab = NGX_CONF_UNSET_PTR;
+    conf->cache = NGX_CONF_UNSET_PTR;
+    conf->cache_stale = NGX_CONF_UNSET_MSEC;
+    conf->redis_conf.breaker_failures = NGX_CONF_UNSET_UINT;
+    conf->redis_conf.breaker_cooldown = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -1271,6 +1799,12 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_value(conf->redis_conf.db, prev->redis_conf.db, 0);
+    ngx_conf_merge_uint_value(conf->redis_conf.breaker_failures,
+                              prev->redis_conf.breaker_failures, 0);
+    ngx_conf_merge_msec_value(conf->redis_conf.breaker_cooldown,
+                              prev->redis_conf.breaker_cooldown, 2000);
+    ngx_conf_merge_ptr_value(conf->cache, prev->cache, NULL);
+    ngx_conf_merge_msec_value(conf->cache_stale, prev->cache_stale, 60000);
     ngx_conf_merge_ptr_value(conf->secret, prev->secret, NULL);
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 100);
     ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
@@ -1340,6 +1874,12 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (conf->cache != NULL
+        && ngx_http_loyalty_cache_use(cf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_loyalty_module);
 
     if (conf->secret == NULL && !lmcf->warned_unsigned) {
@@ -1351,6 +1891,50 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * A cache used with a Redis and a key prefix: that Redis's invalidation
+ * messages evict prefix + id from it, so each worker subscribes there.
+ */
+
+static ngx_int_t
+ngx_http_loyalty_cache_use(ngx_conf_t *cf, ngx_http_loyalty_loc_conf_t *llcf)
+{
+    ngx_uint_t                     i;
+    ngx_http_loyalty_cache_use_t  *use;
+    ngx_http_loyalty_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_loyalty_module);
+
+    use = lmcf->cache_uses.elts;
+
+    for (i = 0; i < lmcf->cache_uses.nelts; i++) {
+        if (use[i].cache == llcf->cache && use[i].redis == llcf->redis
+            && use[i].prefix.len == llcf->key_prefix.len
+            && ngx_strncmp(use[i].prefix.data, llcf->key_prefix.data,
+                           llcf->key_prefix.len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    use = ngx_array_push(&lmcf->cache_uses);
+    if (use == NULL) {
+        return NGX_ERROR;
+    }
+
+    use->cache = llcf->cache;
+    use->redis = llcf->redis;
+    use->prefix = llcf->key_prefix;
+
+    if (lmcf->invalidate_channel.data == NULL) {
+        ngx_str_set(&lmcf->invalidate_channel, "loyalty:invalidate");
+    }
+
+    return ngx_http_loyalty_redis_subscribe(llcf->redis,
+                                            &lmcf->invalidate_channel);
 }
 
 
@@ -1460,6 +2044,76 @@ ngx_http_loyalty_redis_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /* ngx_conf_set_enum_slot's message would not name the directive */
+
+/* loyalty_redis_breaker failures=number cooldown=time | off; */
+
+static char *
+ngx_http_loyalty_redis_breaker(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_loyalty_loc_conf_t *llcf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
+
+    if (llcf->redis_conf.breaker_failures != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        llcf->redis_conf.breaker_failures = 0;
+        llcf->redis_conf.breaker_cooldown = 2000;
+        return NGX_CONF_OK;
+    }
+
+    llcf->redis_conf.breaker_failures = 5;
+    llcf->redis_conf.breaker_cooldown = 2000;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "failures=", 9) == 0) {
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+
+            if (n == NGX_ERROR || n < 1 || n > 1000000) {
+                goto invalid;
+            }
+
+            llcf->redis_conf.breaker_failures = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "cooldown=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            n = ngx_parse_time(&s, 0);
+
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            llcf->redis_conf.breaker_cooldown = (ngx_msec_t) n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\": expected "
+                       "failures=number (1 or more), cooldown=time (more "
+                       "than 0), or off", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
 
 static char *
 ngx_http_loyalty_inject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -1623,6 +2277,17 @@ ngx_http_loyalty_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_rbtree_init(&ngx_http_loyalty_lookups,
+                    &ngx_http_loyalty_lookups_sentinel,
+                    ngx_http_loyalty_lookup_insert);
+
+    ngx_http_loyalty_tick_event.handler = ngx_http_loyalty_tick;
+    ngx_http_loyalty_tick_event.log = cycle->log;
+    ngx_http_loyalty_tick_event.data = lmcf;
+    ngx_http_loyalty_tick_event.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_loyalty_tick_event, 1000);
+
     if (ngx_http_loyalty_redis_init_process(cycle, lmcf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -1673,6 +2338,10 @@ ngx_http_loyalty_exit_process(ngx_cycle_t *cycle)
         }
 
         ngx_http_loyalty_catalog_free(catp[i]);
+    }
+
+    if (ngx_http_loyalty_tick_event.timer_set) {
+        ngx_del_timer(&ngx_http_loyalty_tick_event);
     }
 
     ngx_http_loyalty_ab_exit_process(cycle);

@@ -21,11 +21,26 @@ typedef enum {
     NGX_HTTP_LOYALTY_UNKNOWN,
     NGX_HTTP_LOYALTY_TIMEOUT,
     NGX_HTTP_LOYALTY_ERROR,
-    NGX_HTTP_LOYALTY_HOLDOUT
+    NGX_HTTP_LOYALTY_HOLDOUT,
+    NGX_HTTP_LOYALTY_BYPASS
 } ngx_http_loyalty_status_e;
 
 
-#define NGX_HTTP_LOYALTY_STATUSES        8     /* NONE to HOLDOUT */
+#define NGX_HTTP_LOYALTY_STATUSES        9     /* NONE to BYPASS */
+
+
+/* $loyalty_cache_status values; NONE: no cache, or no lookup */
+typedef enum {
+    NGX_HTTP_LOYALTY_CACHE_NONE = 0,
+    NGX_HTTP_LOYALTY_CACHE_HIT,
+    NGX_HTTP_LOYALTY_CACHE_MISS,
+    NGX_HTTP_LOYALTY_CACHE_EXPIRED,
+    NGX_HTTP_LOYALTY_CACHE_STALE,
+    NGX_HTTP_LOYALTY_CACHE_BYPASS
+} ngx_http_loyalty_cache_status_e;
+
+
+#define NGX_HTTP_LOYALTY_CACHE_STATUSES  6
 
 
 /* kinds of nginx_loyalty_redis_errors_total */
@@ -55,6 +70,12 @@ typedef struct {
     ngx_atomic_t                   connections;
     ngx_atomic_t                   latency[NGX_HTTP_LOYALTY_LATENCY_BUCKETS];
     ngx_atomic_t                   latency_sum_us;
+    ngx_atomic_t                   cache[NGX_HTTP_LOYALTY_CACHE_STATUSES];
+    ngx_atomic_t                   coalesced;
+    ngx_atomic_t                   invalidations;
+    ngx_atomic_t                   breaker_opens;
+    ngx_atomic_t                   breakers_open;
+    ngx_atomic_t                   log_suppressed;
 } ngx_http_loyalty_metrics_t;
 
 
@@ -66,6 +87,36 @@ extern ngx_http_loyalty_metrics_t  *ngx_http_loyalty_metrics;
         if (ngx_http_loyalty_metrics != NULL) {                               \
             (void) ngx_atomic_fetch_add(&ngx_http_loyalty_metrics->field,     \
                                         (ngx_atomic_int_t) (n));              \
+        }                                                                     \
+    } while (0)
+
+
+/*
+ * Error log flood guard: at most one line per second per worker and per
+ * call site; the lines held back are counted and reported in one line.
+ */
+
+typedef struct ngx_http_loyalty_log_guard_s  ngx_http_loyalty_log_guard_t;
+
+struct ngx_http_loyalty_log_guard_s {
+    const char                    *cause;
+    time_t                         sec;       /* of the last line written */
+    ngx_uint_t                     suppressed;
+    ngx_uint_t                     level;
+    ngx_http_loyalty_log_guard_t  *next;      /* all guards used so far */
+    unsigned                       registered:1;
+};
+
+
+#define ngx_http_loyalty_log_error(lvl, log, err, why, ...)                 \
+    do {                                                                      \
+        static ngx_http_loyalty_log_guard_t  ngx_http_loyalty_guard_ =        \
+            { why, 0, 0, lvl, NULL, 0 };                                      \
+                                                                              \
+        if ((log)->log_level >= (lvl)                                         \
+            && ngx_http_loyalty_log_allow(&ngx_http_loyalty_guard_))          \
+        {                                                                     \
+            ngx_log_error_core(lvl, log, err, __VA_ARGS__);                   \
         }                                                                     \
     } while (0)
 
@@ -86,6 +137,7 @@ extern ngx_http_loyalty_metrics_t  *ngx_http_loyalty_metrics;
 #define NGX_HTTP_LOYALTY_REDIS_REPLY    0
 #define NGX_HTTP_LOYALTY_REDIS_TIMEOUT  1
 #define NGX_HTTP_LOYALTY_REDIS_FAILED   2
+#define NGX_HTTP_LOYALTY_REDIS_BYPASS   3   /* the circuit breaker is open */
 
 
 /* reply types, as in RESP2 */
@@ -141,6 +193,9 @@ typedef struct {
     ngx_array_t                    backends;  /* ngx_http_loyalty_redis_t * */
     ngx_array_t                    catalogs;  /* ngx_http_loyalty_catalog_t * */
     ngx_array_t                    ab_tests;  /* ngx_http_loyalty_ab_t *, all */
+    ngx_array_t                    caches;    /* ngx_http_loyalty_cache_t * */
+    ngx_array_t                    cache_uses; /* ngx_http_loyalty_cache_use_t */
+    ngx_str_t                      invalidate_channel;
     ngx_flag_t                     warned_unsigned;
 } ngx_http_loyalty_main_conf_t;
 
@@ -151,7 +206,12 @@ typedef struct {
     ngx_str_t                      user;      /* empty: AUTH password */
     ngx_str_t                      password;  /* NULL data: no AUTH */
     ngx_int_t                      db;        /* 0 or unset: no SELECT */
+    ngx_uint_t                     breaker_failures;  /* 0: no breaker */
+    ngx_msec_t                     breaker_cooldown;
 } ngx_http_loyalty_redis_conf_t;
+
+
+typedef struct ngx_http_loyalty_cache_s  ngx_http_loyalty_cache_t;
 
 
 /* the keys of a loyalty_secret file, the current one first */
@@ -186,10 +246,22 @@ typedef struct {
     ngx_flag_t                     inject_types_default;
     size_t                         inject_json_max_size;
 
+    ngx_http_loyalty_cache_t      *cache;     /* NULL: loyalty_cache off */
+    ngx_msec_t                     cache_stale;
+
     ngx_array_t                   *ab;        /* ngx_http_loyalty_ab_t *;
                                                * NULL: loyalty_ab off */
     ngx_flag_t                     ab_convert;
 } ngx_http_loyalty_loc_conf_t;
+
+
+/* a cache zone used with a Redis and a key prefix: what an invalidation
+ * message evicts */
+typedef struct {
+    ngx_http_loyalty_cache_t      *cache;
+    ngx_http_loyalty_redis_t      *redis;
+    ngx_str_t                      prefix;
+} ngx_http_loyalty_cache_use_t;
 
 
 /* a test's variant assigned to the request */
@@ -206,11 +278,13 @@ typedef struct {
  */
 typedef struct {
     ngx_http_request_t            *request;
-    ngx_http_loyalty_redis_cmd_t  *cmd;       /* pending command or NULL */
+    void                          *lookup;    /* joined lookup, or NULL */
+    ngx_queue_t                    queue;     /* in the lookup's waiters */
     ngx_event_t                    resume;    /* posted when the lookup ends */
     ngx_msec_t                     start;
 
     ngx_http_loyalty_status_e      status;
+    ngx_http_loyalty_cache_status_e  cache_status;
     ngx_str_t                      id;
     ngx_str_t                      cookie_error;
     ngx_str_t                      tier;
@@ -231,6 +305,11 @@ typedef struct {
     unsigned                       waiting:1;
     unsigned                       done:1;
     unsigned                       holdout:1; /* a variant "off" */
+    unsigned                       record:1;  /* tier, points, fields set
+                                               * (from Redis or the cache) */
+    unsigned                       stale:1;   /* they are an expired cache
+                                               * entry, kept in case Redis
+                                               * fails */
 } ngx_http_loyalty_ctx_t;
 
 
@@ -241,6 +320,22 @@ extern ngx_module_t  ngx_http_loyalty_module;
 ngx_http_loyalty_ctx_t *ngx_http_loyalty_get_ctx(ngx_http_request_t *r);
 ngx_str_t *ngx_http_loyalty_status_name(ngx_http_loyalty_ctx_t *ctx);
 void ngx_http_loyalty_shutdown(ngx_cycle_t *cycle);
+ngx_uint_t ngx_http_loyalty_log_allow(ngx_http_loyalty_log_guard_t *g);
+void ngx_http_loyalty_invalidate(ngx_http_loyalty_redis_t *rd,
+    ngx_str_t *id);
+
+/* ngx_http_loyalty_cache.c */
+ngx_http_loyalty_cache_status_e ngx_http_loyalty_cache_get(
+    ngx_http_request_t *r, ngx_http_loyalty_cache_t *cache, ngx_str_t *key,
+    ngx_msec_t max_ttl, ngx_msec_t stale, ngx_http_loyalty_ctx_t *ctx);
+void ngx_http_loyalty_cache_put(ngx_http_loyalty_cache_t *cache,
+    ngx_str_t *key, ngx_http_loyalty_ctx_t *ctx, ngx_log_t *log);
+ngx_uint_t ngx_http_loyalty_cache_delete(ngx_http_loyalty_cache_t *cache,
+    ngx_str_t *key);
+char *ngx_http_loyalty_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_loyalty_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* ngx_http_loyalty_ab.c */
 ngx_int_t ngx_http_loyalty_ab_request(ngx_http_request_t *r,
@@ -303,6 +398,9 @@ ngx_int_t ngx_http_loyalty_redis_send(ngx_http_loyalty_redis_t *rd,
     ngx_http_loyalty_redis_handler_pt handler, void *data,
     ngx_http_loyalty_redis_cmd_t **cmdp, ngx_str_t *err);
 void ngx_http_loyalty_redis_cancel(ngx_http_loyalty_redis_cmd_t *cmd);
+ngx_int_t ngx_http_loyalty_redis_subscribe(ngx_http_loyalty_redis_t *rd,
+    ngx_str_t *channel);
+ngx_uint_t ngx_http_loyalty_redis_subscribed(ngx_http_loyalty_redis_t *rd);
 ngx_int_t ngx_http_loyalty_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_loyalty_main_conf_t *lmcf);
 void ngx_http_loyalty_redis_exit_process(ngx_cycle_t *cycle,

@@ -28,7 +28,7 @@
 #define NGX_HTTP_LOYALTY_REDIS_POOL         2      /* connections per node */
 #define NGX_HTTP_LOYALTY_REDIS_MAX_ARGS     16
 #define NGX_HTTP_LOYALTY_REDIS_BACKOFF_MIN  10     /* ms */
-#define NGX_HTTP_LOYALTY_REDIS_BACKOFF_MAX  1000   /* ms */
+#define NGX_HTTP_LOYALTY_REDIS_BACKOFF_MAX  500    /* ms */
 
 /*
  * A connection whose oldest command has waited this long (ms) without a
@@ -56,6 +56,7 @@ struct ngx_http_loyalty_redis_conn_s {
     unsigned                         writing:1;   /* inside a hiredis write */
     unsigned                         closing:1;   /* we dropped it */
     unsigned                         refused:1;   /* AUTH/SELECT failed */
+    unsigned                         subscriber:1;
 };
 
 
@@ -69,7 +70,22 @@ struct ngx_http_loyalty_redis_node_s {
     ngx_msec_t                       connect_timeout;
     ngx_log_t                       *log;
     ngx_http_loyalty_redis_conn_t    conns[NGX_HTTP_LOYALTY_REDIS_POOL];
+
+    /* the circuit breaker, per worker */
+    ngx_uint_t                       threshold;   /* 0: no breaker */
+    ngx_msec_t                       cooldown;
+    ngx_uint_t                       failures;    /* consecutive */
+    ngx_event_t                      probe;
+    ngx_http_loyalty_redis_cmd_t    *probe_cmd;
+
+    /* invalidation messages */
+    ngx_http_loyalty_redis_t        *backend;
+    ngx_str_t                        channel;     /* empty: none */
+    ngx_http_loyalty_redis_conn_t    sub;
+
     unsigned                         exiting:1;
+    unsigned                         open:1;      /* the breaker */
+    unsigned                         subscribed:1;
 };
 
 
@@ -114,6 +130,22 @@ static void ngx_http_loyalty_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_loyalty_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_loyalty_redis_write_handler(ngx_event_t *ev);
 static void ngx_http_loyalty_redis_flush_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_loyalty_redis_send_node(
+    ngx_http_loyalty_redis_node_t *node, ngx_pool_t *pool, ngx_log_t *log,
+    ngx_msec_t timeout, ngx_uint_t argc, ngx_str_t *argv,
+    ngx_http_loyalty_redis_handler_pt handler, void *data,
+    ngx_http_loyalty_redis_cmd_t **cmdp, ngx_str_t *err);
+static void ngx_http_loyalty_redis_failed(ngx_http_loyalty_redis_node_t *node);
+static void ngx_http_loyalty_redis_succeeded(
+    ngx_http_loyalty_redis_node_t *node);
+static void ngx_http_loyalty_redis_probe_handler(ngx_event_t *ev);
+static void ngx_http_loyalty_redis_probe_reply(void *data, ngx_int_t rc,
+    ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
+static void ngx_http_loyalty_redis_sub_handler(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_loyalty_redis_init_conn(
+    ngx_http_loyalty_redis_conn_t *conn, ngx_http_loyalty_redis_node_t *node,
+    ngx_cycle_t *cycle);
 
 static void ngx_http_loyalty_redis_add_read(void *privdata);
 static void ngx_http_loyalty_redis_del_read(void *privdata);
@@ -136,7 +168,17 @@ static ngx_str_t  ngx_http_loyalty_redis_closed =
 static ngx_str_t  ngx_http_loyalty_redis_nomem = ngx_string("out of memory");
 static ngx_str_t  ngx_http_loyalty_redis_refused =
     ngx_string("connection refused by AUTH or SELECT");
+static ngx_str_t  ngx_http_loyalty_redis_breaker =
+    ngx_string("circuit breaker open");
+static ngx_str_t  ngx_http_loyalty_redis_ping = ngx_string("PING");
 
+
+/*
+ * Returns NGX_AGAIN when the command is on its way (the handler will be
+ * called), or at once NGX_HTTP_LOYALTY_REDIS_TIMEOUT or _FAILED (no
+ * connection: as the last one ended), _BYPASS (the breaker is open) with
+ * err set, or NGX_ERROR.
+ */
 
 ngx_int_t
 ngx_http_loyalty_redis_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
@@ -144,12 +186,33 @@ ngx_http_loyalty_redis_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
     ngx_http_loyalty_redis_handler_pt handler, void *data,
     ngx_http_loyalty_redis_cmd_t **cmdp, ngx_str_t *err)
 {
+    ngx_http_loyalty_redis_node_t  *node;
+
+    /* one node per backend today; a cluster routes by argv[1], the key */
+
+    node = rd->node;
+
+    if (node->open) {
+        *err = ngx_http_loyalty_redis_breaker;
+        return NGX_HTTP_LOYALTY_REDIS_BYPASS;
+    }
+
+    return ngx_http_loyalty_redis_send_node(node, pool, log, timeout, argc,
+                                            argv, handler, data, cmdp, err);
+}
+
+
+static ngx_int_t
+ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
+    ngx_pool_t *pool, ngx_log_t *log, ngx_msec_t timeout, ngx_uint_t argc,
+    ngx_str_t *argv, ngx_http_loyalty_redis_handler_pt handler, void *data,
+    ngx_http_loyalty_redis_cmd_t **cmdp, ngx_str_t *err)
+{
     size_t                          lens[NGX_HTTP_LOYALTY_REDIS_MAX_ARGS];
     ngx_uint_t                      i;
     const char                     *args[NGX_HTTP_LOYALTY_REDIS_MAX_ARGS];
     ngx_http_loyalty_redis_cmd_t   *cmd;
     ngx_http_loyalty_redis_conn_t  *conn;
-    ngx_http_loyalty_redis_node_t  *node;
 
     if (argc > NGX_HTTP_LOYALTY_REDIS_MAX_ARGS) {
         ngx_log_error(NGX_LOG_ALERT, log, 0,
@@ -157,13 +220,12 @@ ngx_http_loyalty_redis_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
         return NGX_ERROR;
     }
 
-    /* one node per backend today; a cluster routes by argv[1], the key */
-
-    node = rd->node;
-
     conn = ngx_http_loyalty_redis_pick(node);
 
     if (conn == NULL) {
+        /* a failure like any other for the breaker */
+        ngx_http_loyalty_redis_failed(node);
+
         *err = ngx_http_loyalty_redis_unavailable;
         return node->conns[0].failure;
     }
@@ -215,7 +277,7 @@ ngx_http_loyalty_redis_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
                    "loyalty redis %V: sent %V, conn %p",
-                   &rd->name, &argv[0], conn);
+                   &node->name, &argv[0], conn);
 
     return NGX_AGAIN;
 }
@@ -235,6 +297,9 @@ ngx_http_loyalty_redis_cancel(ngx_http_loyalty_redis_cmd_t *cmd)
     cmd->data = NULL;
     cmd->pool = NULL;
     cmd->timer.log = ngx_cycle->log;
+
+    /* nobody waits for it: it must not delay a graceful shutdown */
+    cmd->timer.cancelable = 1;
 }
 
 
@@ -298,6 +363,13 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
             conn->backoff = 0;
         }
 
+        ngx_http_loyalty_redis_succeeded(conn->node);
+
+    } else {
+        ngx_http_loyalty_redis_failed(conn->node);
+    }
+
+    if (rr != NULL) {
         ngx_http_loyalty_metric_add(replies, 1);
         ngx_http_loyalty_metrics_latency(ngx_http_loyalty_metrics_now_us()
                                          - cmd->sent_us);
@@ -421,6 +493,8 @@ ngx_http_loyalty_redis_timeout_handler(ngx_event_t *ev)
 
     ngx_http_loyalty_metric_add(timeouts, 1);
 
+    ngx_http_loyalty_redis_failed(conn->node);
+
     if (cmd->handler) {
         handler = cmd->handler;
         cmd->handler = NULL;
@@ -441,10 +515,11 @@ ngx_http_loyalty_redis_timeout_handler(ngx_event_t *ev)
     if (conn->connected
         && ngx_current_msec - oldest->sent >= NGX_HTTP_LOYALTY_REDIS_STALL)
     {
-        ngx_log_error(NGX_LOG_ERR, conn->node->log, 0,
-                      "loyalty redis \"%V\" sent no reply for %M ms, "
-                      "reconnecting", &conn->node->name,
-                      ngx_current_msec - oldest->sent);
+        ngx_http_loyalty_log_error(NGX_LOG_ERR, conn->node->log, 0,
+                                   "redis stalled",
+                                   "loyalty redis \"%V\" sent no reply for "
+                                   "%M ms, reconnecting", &conn->node->name,
+                                   ngx_current_msec - oldest->sent);
 
         ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_TIMEOUT);
     }
@@ -501,9 +576,10 @@ ngx_http_loyalty_redis_connect(ngx_http_loyalty_redis_conn_t *conn)
     }
 
     if (ac->err) {
-        ngx_log_error(NGX_LOG_ERR, node->log, 0,
-                      "loyalty redis \"%V\" connect failed: %s",
-                      &node->name, ac->errstr);
+        ngx_http_loyalty_log_error(NGX_LOG_ERR, node->log, 0,
+                                   "redis connect failed",
+                                   "loyalty redis \"%V\" connect failed: %s",
+                                   &node->name, ac->errstr);
         ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_CONNECT], 1);
         redisAsyncFree(ac);
         goto failed;
@@ -558,6 +634,12 @@ ngx_http_loyalty_redis_connect(ngx_http_loyalty_redis_conn_t *conn)
                    &node->name, c->fd);
 
     ngx_http_loyalty_redis_setup(conn);
+
+    if (conn->subscriber) {
+        (void) redisAsyncCommand(ac, ngx_http_loyalty_redis_sub_handler,
+                                 conn, "SUBSCRIBE %b", node->channel.data,
+                                 node->channel.len);
+    }
 
     return;
 
@@ -650,11 +732,13 @@ ngx_http_loyalty_redis_setup_handler(redisAsyncContext *ac, void *r,
      * neither a log flood nor a reconnect storm.  Never log the password.
      */
 
-    ngx_log_error(NGX_LOG_ERR, conn->node->log, 0,
-                  "loyalty redis \"%V\" %s failed: \"%*s\"",
-                  &conn->node->name,
-                  what[0] == 'A' ? "authentication (AUTH)" : "SELECT",
-                  ngx_min(rr->len, 128), rr->str);
+    ngx_http_loyalty_log_error(NGX_LOG_ERR, conn->node->log, 0,
+                               "redis setup refused",
+                               "loyalty redis \"%V\" %s failed: \"%*s\"",
+                               &conn->node->name,
+                               what[0] == 'A' ? "authentication (AUTH)"
+                                              : "SELECT",
+                               ngx_min(rr->len, 128), rr->str);
 
     ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_AUTH], 1);
 
@@ -684,9 +768,10 @@ ngx_http_loyalty_redis_connected(const redisAsyncContext *ac, int status)
      */
 
     if (status != REDIS_OK) {
-        ngx_log_error(NGX_LOG_ERR, conn->node->log, 0,
-                      "loyalty redis \"%V\" connect failed: %s",
-                      &conn->node->name, ac->c.errstr);
+        ngx_http_loyalty_log_error(NGX_LOG_ERR, conn->node->log, 0,
+                                   "redis connect failed",
+                                   "loyalty redis \"%V\" connect failed: %s",
+                                   &conn->node->name, ac->c.errstr);
         ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_CONNECT], 1);
         conn->failure = NGX_HTTP_LOYALTY_REDIS_FAILED;
         conn->closing = 1;
@@ -703,6 +788,18 @@ ngx_http_loyalty_redis_connected(const redisAsyncContext *ac, int status)
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->node->log, 0,
                    "loyalty redis \"%V\": connected", &conn->node->name);
+
+    /* an open breaker learns at once whether the new connection works */
+
+    if (conn->node->open && !conn->subscriber
+        && conn->node->probe_cmd == NULL)
+    {
+        if (conn->node->probe.timer_set) {
+            ngx_del_timer(&conn->node->probe);
+        }
+
+        ngx_add_timer(&conn->node->probe, 1);
+    }
 }
 
 
@@ -716,10 +813,12 @@ ngx_http_loyalty_redis_disconnected(const redisAsyncContext *ac, int status)
     /* a connection we dropped ourselves was logged when we did */
 
     if (status != REDIS_OK && !conn->closing) {
-        ngx_log_error(NGX_LOG_ERR, conn->node->log, 0,
-                      "loyalty redis \"%V\" connection lost: %s",
-                      &conn->node->name,
-                      ac->c.err ? ac->c.errstr : "closed by peer");
+        ngx_http_loyalty_log_error(NGX_LOG_ERR, conn->node->log, 0,
+                                   "redis connection lost",
+                                   "loyalty redis \"%V\" connection lost: %s",
+                                   &conn->node->name,
+                                   ac->c.err ? ac->c.errstr
+                                             : "closed by peer");
 
         if (ac->c.err == REDIS_ERR_PROTOCOL) {
             ngx_http_loyalty_metric_add(
@@ -783,9 +882,10 @@ ngx_http_loyalty_redis_write_handler(ngx_event_t *ev)
     conn = c->data;
 
     if (ev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, conn->node->log, NGX_ETIMEDOUT,
-                      "loyalty redis \"%V\" connect timed out",
-                      &conn->node->name);
+        ngx_http_loyalty_log_error(NGX_LOG_ERR, conn->node->log,
+                                   NGX_ETIMEDOUT, "redis connect timeout",
+                                   "loyalty redis \"%V\" connect timed out",
+                                   &conn->node->name);
         ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_CONNECT], 1);
         ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_TIMEOUT);
         return;
@@ -932,6 +1032,10 @@ ngx_http_loyalty_redis_cleanup(void *privdata)
         ngx_http_loyalty_metric_add(connections, -1);
     }
 
+    if (conn->subscriber) {
+        node->subscribed = 0;
+    }
+
     conn->ac->ev.cleanup = NULL;
     conn->ac->c.fd = -1;
     conn->ac = NULL;
@@ -976,29 +1080,47 @@ ngx_http_loyalty_redis_init_process(ngx_cycle_t *cycle,
         node = rdp[i]->node;
         node->log = cycle->log;
 
+        node->probe.handler = ngx_http_loyalty_redis_probe_handler;
+        node->probe.data = node;
+        node->probe.log = cycle->log;
+        node->probe.cancelable = 1;
+
         for (j = 0; j < NGX_HTTP_LOYALTY_REDIS_POOL; j++) {
             conn = &node->conns[j];
+            ngx_http_loyalty_redis_init_conn(conn, node, cycle);
+            ngx_http_loyalty_redis_connect(conn);
+        }
 
-            conn->node = node;
-            conn->failure = NGX_HTTP_LOYALTY_REDIS_FAILED;
-            ngx_queue_init(&conn->cmds);
-
-            conn->flush.handler = ngx_http_loyalty_redis_flush_handler;
-            conn->flush.data = conn;
-            conn->flush.log = cycle->log;
-
-            /* an idle worker must not wait for it to exit */
-
-            conn->reconnect.handler = ngx_http_loyalty_redis_reconnect_handler;
-            conn->reconnect.data = conn;
-            conn->reconnect.log = cycle->log;
-            conn->reconnect.cancelable = 1;
-
+        if (node->channel.len) {
+            conn = &node->sub;
+            ngx_http_loyalty_redis_init_conn(conn, node, cycle);
+            conn->subscriber = 1;
             ngx_http_loyalty_redis_connect(conn);
         }
     }
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_loyalty_redis_init_conn(ngx_http_loyalty_redis_conn_t *conn,
+    ngx_http_loyalty_redis_node_t *node, ngx_cycle_t *cycle)
+{
+    conn->node = node;
+    conn->failure = NGX_HTTP_LOYALTY_REDIS_FAILED;
+    ngx_queue_init(&conn->cmds);
+
+    conn->flush.handler = ngx_http_loyalty_redis_flush_handler;
+    conn->flush.data = conn;
+    conn->flush.log = cycle->log;
+
+    /* an idle worker must not wait for it to exit */
+
+    conn->reconnect.handler = ngx_http_loyalty_redis_reconnect_handler;
+    conn->reconnect.data = conn;
+    conn->reconnect.log = cycle->log;
+    conn->reconnect.cancelable = 1;
 }
 
 
@@ -1017,8 +1139,17 @@ ngx_http_loyalty_redis_exit_process(ngx_cycle_t *cycle,
         node = rdp[i]->node;
         node->exiting = 1;
 
-        for (j = 0; j < NGX_HTTP_LOYALTY_REDIS_POOL; j++) {
-            conn = &node->conns[j];
+        if (node->probe.timer_set) {
+            ngx_del_timer(&node->probe);
+        }
+
+        for (j = 0; j <= NGX_HTTP_LOYALTY_REDIS_POOL; j++) {
+            conn = (j < NGX_HTTP_LOYALTY_REDIS_POOL) ? &node->conns[j]
+                                                     : &node->sub;
+
+            if (conn->node == NULL) {
+                continue;
+            }
 
             if (conn->reconnect.timer_set) {
                 ngx_del_timer(&conn->reconnect);
@@ -1027,6 +1158,200 @@ ngx_http_loyalty_redis_exit_process(ngx_cycle_t *cycle,
             ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_FAILED);
         }
     }
+}
+
+
+/*
+ * The circuit breaker.  Every command that times out or whose connection
+ * fails counts; any reply, even an error, proves Redis alive and resets
+ * the count.  At "threshold" consecutive failures the breaker opens:
+ * commands are refused at once (BYPASS) and a PING probes Redis every
+ * cooldown, and as soon as a connection is (re)established.  The first
+ * reply of any kind closes it.
+ */
+
+static void
+ngx_http_loyalty_redis_failed(ngx_http_loyalty_redis_node_t *node)
+{
+    node->failures++;
+
+    if (node->threshold == 0 || node->open
+        || node->failures < node->threshold || node->exiting)
+    {
+        return;
+    }
+
+    node->open = 1;
+
+    ngx_http_loyalty_metric_add(breaker_opens, 1);
+    ngx_http_loyalty_metric_add(breakers_open, 1);
+
+    ngx_http_loyalty_log_error(NGX_LOG_ERR, node->log, 0, "breaker open",
+                               "loyalty redis \"%V\": circuit breaker open "
+                               "after %ui consecutive failures, lookups "
+                               "bypass Redis, probing every %M ms",
+                               &node->name, node->failures, node->cooldown);
+
+    if (!node->probe.timer_set && node->probe_cmd == NULL) {
+        ngx_add_timer(&node->probe, node->cooldown);
+    }
+}
+
+
+static void
+ngx_http_loyalty_redis_succeeded(ngx_http_loyalty_redis_node_t *node)
+{
+    node->failures = 0;
+
+    if (!node->open) {
+        return;
+    }
+
+    node->open = 0;
+
+    ngx_http_loyalty_metric_add(breakers_open, -1);
+
+    ngx_http_loyalty_log_error(NGX_LOG_NOTICE, node->log, 0, "breaker closed",
+                               "loyalty redis \"%V\": circuit breaker "
+                               "closed, Redis answers again", &node->name);
+
+    if (node->probe.timer_set) {
+        ngx_del_timer(&node->probe);
+    }
+}
+
+
+static void
+ngx_http_loyalty_redis_probe_handler(ngx_event_t *ev)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       err;
+    ngx_http_loyalty_redis_node_t  *node;
+
+    node = ev->data;
+
+    if (!node->open || node->probe_cmd != NULL || node->exiting
+        || ngx_exiting)
+    {
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "loyalty redis \"%V\": breaker probe", &node->name);
+
+    /* the probe waits a whole cooldown: a Redis that wakes up answers it
+     * at once */
+
+    rc = ngx_http_loyalty_redis_send_node(node, ngx_cycle->pool, ev->log,
+                                          node->cooldown, 1,
+                                          &ngx_http_loyalty_redis_ping,
+                                          ngx_http_loyalty_redis_probe_reply,
+                                          node, &node->probe_cmd, &err);
+
+    if (rc != NGX_AGAIN) {
+        node->probe_cmd = NULL;
+
+        if (node->open && !ev->timer_set) {
+            ngx_add_timer(ev, node->cooldown);
+        }
+
+        return;
+    }
+
+    /* the probe's own timer may not hold a shutting down worker */
+    node->probe_cmd->timer.cancelable = 1;
+}
+
+
+static void
+ngx_http_loyalty_redis_probe_reply(void *data, ngx_int_t rc,
+    ngx_http_loyalty_reply_t *reply, ngx_str_t *err)
+{
+    ngx_http_loyalty_redis_node_t *node = data;
+
+    node->probe_cmd = NULL;
+
+    /* a reply closed the breaker already; a failure counted */
+
+    if (node->open && !node->probe.timer_set) {
+        ngx_add_timer(&node->probe, node->cooldown);
+    }
+}
+
+
+/*
+ * Invalidation messages: one subscriber connection per worker and Redis;
+ * each message's payload is a customer id to evict from the caches.
+ */
+
+static void
+ngx_http_loyalty_redis_sub_handler(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                     *rr = r;
+    ngx_str_t                       id;
+    ngx_http_loyalty_redis_conn_t  *conn = privdata;
+    ngx_http_loyalty_redis_node_t  *node;
+
+    if (rr == NULL) {
+        return;
+    }
+
+    node = conn->node;
+
+    if (rr->type != REDIS_REPLY_ARRAY || rr->elements < 3
+        || rr->element[0]->type != REDIS_REPLY_STRING)
+    {
+        ngx_http_loyalty_log_error(NGX_LOG_ERR, node->log, 0,
+                                   "redis subscribe refused",
+                                   "loyalty redis \"%V\": SUBSCRIBE %V "
+                                   "failed: \"%*s\"", &node->name,
+                                   &node->channel,
+                                   rr->type == REDIS_REPLY_ERROR
+                                   ? ngx_min(rr->len, 128) : 0,
+                                   rr->str);
+        return;
+    }
+
+    if (ngx_strcmp(rr->element[0]->str, "subscribe") == 0) {
+        node->subscribed = 1;
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, node->log, 0,
+                       "loyalty redis \"%V\": subscribed to \"%V\"",
+                       &node->name, &node->channel);
+        return;
+    }
+
+    if (ngx_strcmp(rr->element[0]->str, "message") != 0
+        || rr->element[2]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    id.data = (u_char *) rr->element[2]->str;
+    id.len = rr->element[2]->len;
+
+    ngx_http_loyalty_invalidate(node->backend, &id);
+}
+
+
+/* configuration time: this backend's workers subscribe to the channel */
+
+ngx_int_t
+ngx_http_loyalty_redis_subscribe(ngx_http_loyalty_redis_t *rd,
+    ngx_str_t *channel)
+{
+    rd->node->backend = rd;
+    rd->node->channel = *channel;
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_loyalty_redis_subscribed(ngx_http_loyalty_redis_t *rd)
+{
+    return rd->node->subscribed;
 }
 
 
@@ -1113,6 +1438,8 @@ ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_http_loyalty_redis_conf_t *rc)
     node->user = rc->user;
     node->password = rc->password;
     node->db = db;
+    node->threshold = rc->breaker_failures;
+    node->cooldown = rc->breaker_cooldown;
 
     rd->name = rc->address;
     rd->node = node;

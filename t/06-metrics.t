@@ -180,7 +180,7 @@ is $r->{status}, 200, 'json: 200';
 like $r->{headers}{'content-type'}, qr{^application/json}, 'json: type';
 my $j = eval { decode_json($r->{body}) };
 ok $j, 'json parses' or diag $r->{body};
-is_deeply $j->{lookups}, { %sent, timeout => 0, holdout => 0 },
+is_deeply $j->{lookups}, { %sent, timeout => 0, holdout => 0, bypass => 0 },
     'json lookups by status';
 is $j->{redis}{commands}, $calls, 'json commands';
 is $j->{redis}{latency_seconds}{count}, $calls, 'json latency count';
