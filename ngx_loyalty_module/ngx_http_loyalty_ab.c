@@ -279,10 +279,11 @@ ngx_http_loyalty_ab_convert(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
     if (order.len
         && !loyalty_ab_order_valid((char *) order.data, order.len))
     {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "loyalty ab conversion ignored: invalid \"order\" "
-                      "argument (1-%d of [A-Za-z0-9_.:-])",
-                      LOYALTY_AB_ORDER_MAX);
+        ngx_http_loyalty_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                                   "invalid order",
+                                   "loyalty ab conversion ignored: invalid "
+                                   "\"order\" argument (1-%d of "
+                                   "[A-Za-z0-9_.:-])", LOYALTY_AB_ORDER_MAX);
         ngx_str_set(&ctx->converted,
                     "{\"converted\":{},\"error\":\"invalid order\"}");
         return NGX_OK;
@@ -291,9 +292,11 @@ ngx_http_loyalty_ab_convert(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
     if (value.len
         && !loyalty_ab_value_valid((char *) value.data, value.len))
     {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "loyalty ab conversion without revenue: invalid "
-                      "\"value\" argument (digits, at most 2 decimals)");
+        ngx_http_loyalty_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                                   "invalid value",
+                                   "loyalty ab conversion without revenue: "
+                                   "invalid \"value\" argument (digits, at "
+                                   "most 2 decimals)");
         ngx_str_set(&value, "");
     }
 

@@ -626,6 +626,7 @@ ngx_http_loyalty_lookup(ngx_http_request_t *r,
     uint32_t                    hash;
     ngx_int_t                   rc;
     ngx_str_t                   err, argv[2 + NGX_HTTP_LOYALTY_FIELDS];
+    ngx_pool_t                 *pool;
     ngx_http_loyalty_lookup_t  *lk;
 
     hash = ngx_crc32_short(key->data, key->len);
@@ -645,20 +646,26 @@ ngx_http_loyalty_lookup(ngx_http_request_t *r,
         return NGX_AGAIN;
     }
 
-    lk = ngx_alloc(sizeof(ngx_http_loyalty_lookup_t) + key->len,
-                   r->connection->log);
+    if (ngx_http_loyalty_redis_open(llcf->redis)) {
+        /* the breaker is open: not even an allocation */
+        ngx_http_loyalty_failed(ctx, NGX_HTTP_LOYALTY_BYPASS);
+        return NGX_OK;
+    }
+
+    /* the lookup lives in its own pool, which also takes the reply */
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    lk = ngx_pcalloc(pool, sizeof(ngx_http_loyalty_lookup_t) + key->len);
     if (lk == NULL) {
+        ngx_destroy_pool(pool);
         return NGX_ERROR;
     }
 
-    ngx_memzero(lk, sizeof(ngx_http_loyalty_lookup_t));
-
-    lk->pool = ngx_create_pool(1024, ngx_cycle->log);
-    if (lk->pool == NULL) {
-        ngx_free(lk);
-        return NGX_ERROR;
-    }
-
+    lk->pool = pool;
     lk->node.key = hash;
     lk->key.data = (u_char *) &lk[1];
     lk->key.len = key->len;
@@ -691,8 +698,7 @@ ngx_http_loyalty_lookup(ngx_http_request_t *r,
         return NGX_AGAIN;
     }
 
-    ngx_destroy_pool(lk->pool);
-    ngx_free(lk);
+    ngx_destroy_pool(pool);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -994,7 +1000,6 @@ ngx_http_loyalty_reply(void *data, ngx_int_t rc,
     }
 
     ngx_destroy_pool(lk->pool);
-    ngx_free(lk);
 }
 
 
@@ -1560,12 +1565,15 @@ ngx_http_loyalty_tick(ngx_event_t *ev)
 
     now = ngx_time();
 
+    /* a summary does not take the second from the next real line */
+
     for (g = ngx_http_loyalty_guards; g; g = g->next) {
         if (g->suppressed && g->sec < now) {
             ngx_http_loyalty_log_report(g);
-            g->sec = now;
         }
     }
+
+    ngx_http_loyalty_redis_tick(ev->data);
 
     if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
         ngx_add_timer(ev, 1000);
@@ -1931,6 +1939,12 @@ ngx_http_loyalty_cache_use(ngx_conf_t *cf, ngx_http_loyalty_loc_conf_t *llcf)
 
     if (lmcf->invalidate_channel.data == NULL) {
         ngx_str_set(&lmcf->invalidate_channel, "loyalty:invalidate");
+
+    } else if (lmcf->invalidate_channel.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"loyalty_invalidate_channel\" is empty: a "
+                           "cache needs a channel for invalidations");
+        return NGX_ERROR;
     }
 
     return ngx_http_loyalty_redis_subscribe(llcf->redis,

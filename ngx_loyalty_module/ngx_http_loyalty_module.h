@@ -113,9 +113,15 @@ struct ngx_http_loyalty_log_guard_s {
         static ngx_http_loyalty_log_guard_t  ngx_http_loyalty_guard_ =        \
             { why, 0, 0, lvl, NULL, 0 };                                      \
                                                                               \
-        if ((log)->log_level >= (lvl)                                         \
-            && ngx_http_loyalty_log_allow(&ngx_http_loyalty_guard_))          \
-        {                                                                     \
+        ngx_http_loyalty_log_guarded(&ngx_http_loyalty_guard_, lvl, log,      \
+                                     err, __VA_ARGS__);                       \
+    } while (0)
+
+
+/* the same, with a guard shared by several call sites of one cause */
+#define ngx_http_loyalty_log_guarded(g, lvl, log, err, ...)                 \
+    do {                                                                      \
+        if ((log)->log_level >= (lvl) && ngx_http_loyalty_log_allow(g)) {     \
             ngx_log_error_core(lvl, log, err, __VA_ARGS__);                   \
         }                                                                     \
     } while (0)
@@ -401,6 +407,8 @@ void ngx_http_loyalty_redis_cancel(ngx_http_loyalty_redis_cmd_t *cmd);
 ngx_int_t ngx_http_loyalty_redis_subscribe(ngx_http_loyalty_redis_t *rd,
     ngx_str_t *channel);
 ngx_uint_t ngx_http_loyalty_redis_subscribed(ngx_http_loyalty_redis_t *rd);
+ngx_uint_t ngx_http_loyalty_redis_open(ngx_http_loyalty_redis_t *rd);
+void ngx_http_loyalty_redis_tick(ngx_http_loyalty_main_conf_t *lmcf);
 ngx_int_t ngx_http_loyalty_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_loyalty_main_conf_t *lmcf);
 void ngx_http_loyalty_redis_exit_process(ngx_cycle_t *cycle,

@@ -37,6 +37,11 @@
  */
 #define NGX_HTTP_LOYALTY_REDIS_STALL        1000
 
+/* the subscriber connection carries no commands: it subscribes again
+ * this often (ms) to find out when it is dead; hiredis 0.14 cannot route
+ * a PING's reply on a subscribed connection, a SUBSCRIBE's it can */
+#define NGX_HTTP_LOYALTY_REDIS_SUB_PING     5000
+
 
 typedef struct ngx_http_loyalty_redis_node_s  ngx_http_loyalty_redis_node_t;
 typedef struct ngx_http_loyalty_redis_conn_s  ngx_http_loyalty_redis_conn_t;
@@ -82,6 +87,8 @@ struct ngx_http_loyalty_redis_node_s {
     ngx_http_loyalty_redis_t        *backend;
     ngx_str_t                        channel;     /* empty: none */
     ngx_http_loyalty_redis_conn_t    sub;
+    ngx_msec_t                       sub_ping;    /* sent, or 0 */
+    ngx_msec_t                       sub_ping_after;
 
     unsigned                         exiting:1;
     unsigned                         open:1;      /* the breaker */
@@ -171,6 +178,10 @@ static ngx_str_t  ngx_http_loyalty_redis_refused =
 static ngx_str_t  ngx_http_loyalty_redis_breaker =
     ngx_string("circuit breaker open");
 static ngx_str_t  ngx_http_loyalty_redis_ping = ngx_string("PING");
+
+/* two call sites, one cause */
+static ngx_http_loyalty_log_guard_t  ngx_http_loyalty_redis_connect_guard =
+    { "redis connect failed", 0, 0, NGX_LOG_ERR, NULL, 0 };
 
 
 /*
@@ -576,10 +587,10 @@ ngx_http_loyalty_redis_connect(ngx_http_loyalty_redis_conn_t *conn)
     }
 
     if (ac->err) {
-        ngx_http_loyalty_log_error(NGX_LOG_ERR, node->log, 0,
-                                   "redis connect failed",
-                                   "loyalty redis \"%V\" connect failed: %s",
-                                   &node->name, ac->errstr);
+        ngx_http_loyalty_log_guarded(&ngx_http_loyalty_redis_connect_guard,
+                                     NGX_LOG_ERR, node->log, 0,
+                                     "loyalty redis \"%V\" connect failed: "
+                                     "%s", &node->name, ac->errstr);
         ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_CONNECT], 1);
         redisAsyncFree(ac);
         goto failed;
@@ -768,10 +779,10 @@ ngx_http_loyalty_redis_connected(const redisAsyncContext *ac, int status)
      */
 
     if (status != REDIS_OK) {
-        ngx_http_loyalty_log_error(NGX_LOG_ERR, conn->node->log, 0,
-                                   "redis connect failed",
-                                   "loyalty redis \"%V\" connect failed: %s",
-                                   &conn->node->name, ac->c.errstr);
+        ngx_http_loyalty_log_guarded(&ngx_http_loyalty_redis_connect_guard,
+                                     NGX_LOG_ERR, conn->node->log, 0,
+                                     "loyalty redis \"%V\" connect failed: "
+                                     "%s", &conn->node->name, ac->c.errstr);
         ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_CONNECT], 1);
         conn->failure = NGX_HTTP_LOYALTY_REDIS_FAILED;
         conn->closing = 1;
@@ -1034,6 +1045,7 @@ ngx_http_loyalty_redis_cleanup(void *privdata)
 
     if (conn->subscriber) {
         node->subscribed = 0;
+        node->sub_ping = 0;
     }
 
     conn->ac->ev.cleanup = NULL;
@@ -1141,6 +1153,13 @@ ngx_http_loyalty_redis_exit_process(ngx_cycle_t *cycle,
 
         if (node->probe.timer_set) {
             ngx_del_timer(&node->probe);
+        }
+
+        /* the shared gauge must not keep this worker's open breaker */
+
+        if (node->open) {
+            node->open = 0;
+            ngx_http_loyalty_metric_add(breakers_open, -1);
         }
 
         for (j = 0; j <= NGX_HTTP_LOYALTY_REDIS_POOL; j++) {
@@ -1316,6 +1335,11 @@ ngx_http_loyalty_redis_sub_handler(redisAsyncContext *ac, void *r,
     if (ngx_strcmp(rr->element[0]->str, "subscribe") == 0) {
         node->subscribed = 1;
 
+        /* alive: the next check after the interval */
+        node->sub_ping = 0;
+        node->sub_ping_after = ngx_current_msec
+                               + NGX_HTTP_LOYALTY_REDIS_SUB_PING;
+
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, node->log, 0,
                        "loyalty redis \"%V\": subscribed to \"%V\"",
                        &node->name, &node->channel);
@@ -1332,6 +1356,65 @@ ngx_http_loyalty_redis_sub_handler(redisAsyncContext *ac, void *r,
     id.len = rr->element[2]->len;
 
     ngx_http_loyalty_invalidate(node->backend, &id);
+}
+
+
+/*
+ * Every second: the subscriber connection subscribes again every
+ * NGX_HTTP_LOYALTY_REDIS_SUB_PING ms; one that has not confirmed within
+ * as long is dead (a silent network partition) and is reopened.  Until
+ * it is subscribed again, cached entries live at most 1 s.
+ */
+
+void
+ngx_http_loyalty_redis_tick(ngx_http_loyalty_main_conf_t *lmcf)
+{
+    ngx_uint_t                      i;
+    ngx_http_loyalty_redis_t      **rdp;
+    ngx_http_loyalty_redis_conn_t  *conn;
+    ngx_http_loyalty_redis_node_t  *node;
+
+    rdp = lmcf->backends.elts;
+
+    for (i = 0; i < lmcf->backends.nelts; i++) {
+        node = rdp[i]->node;
+        conn = &node->sub;
+
+        if (node->channel.len == 0 || conn->ac == NULL || conn->closing
+            || !node->subscribed)
+        {
+            continue;
+        }
+
+        if (node->sub_ping == 0) {
+            if ((ngx_msec_int_t) (ngx_current_msec - node->sub_ping_after)
+                < 0)
+            {
+                continue;
+            }
+
+            node->sub_ping = ngx_current_msec;
+
+            (void) redisAsyncCommand(conn->ac,
+                                     ngx_http_loyalty_redis_sub_handler,
+                                     conn, "SUBSCRIBE %b", node->channel.data,
+                                     node->channel.len);
+            continue;
+        }
+
+        if (ngx_current_msec - node->sub_ping
+            >= NGX_HTTP_LOYALTY_REDIS_SUB_PING)
+        {
+            ngx_http_loyalty_log_error(NGX_LOG_ERR, node->log, 0,
+                                       "redis subscriber silent",
+                                       "loyalty redis \"%V\": the "
+                                       "invalidation subscriber did not "
+                                       "answer, reconnecting",
+                                       &node->name);
+
+            ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_TIMEOUT);
+        }
+    }
 }
 
 
@@ -1352,6 +1435,13 @@ ngx_uint_t
 ngx_http_loyalty_redis_subscribed(ngx_http_loyalty_redis_t *rd)
 {
     return rd->node->subscribed;
+}
+
+
+ngx_uint_t
+ngx_http_loyalty_redis_open(ngx_http_loyalty_redis_t *rd)
+{
+    return rd->node->open;
 }
 
 

@@ -430,6 +430,42 @@ sub redis_pipeline {
     return [ $self->_redis_exchange($o{port} // $self->redis_port, @$cmds) ];
 }
 
+# Send a command on a connection of its own and return at once, without
+# waiting for the reply (e.g. DEBUG SLEEP to hold Redis while requests
+# are fired); redis_command_finish reads the reply (errors come back as
+# { error => text }) and closes the connection.
+sub redis_command_start {
+    my ($self, @cmd) = @_;
+    my %o = ref $cmd[0] eq 'HASH' ? %{ shift @cmd } : ();
+    my $port = $o{port} // $self->redis_port;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp',
+                                  Timeout => $self->{redis_timeout})
+        or die "redis: cannot connect to 127.0.0.1:$port: $!\n";
+    my @all = (\@cmd);
+    unshift @all, [ 'AUTH', @{ $self->{redis_auth} } ] if $self->{redis_auth};
+    _write_all($s, join('', map { _resp_encode(@$_) } @all),
+               time + $self->{redis_timeout});
+    return { sock => $s, port => $port, auth => $self->{redis_auth} ? 1 : 0 };
+}
+
+sub redis_command_finish {
+    my ($self, $h, %o) = @_;
+    my $s = delete $h->{sock} or die "redis_command_finish: already finished\n";
+    my @replies = eval {
+        my $rd = _reader($s, time + ($o{timeout} // $self->{redis_timeout}));
+        map { _resp_read($rd) } 1 .. 1 + $h->{auth};
+    };
+    my $err = $@;
+    close $s;
+    die "redis (port $h->{port}): $err" if $err;
+    if ($h->{auth}) {
+        my $a = shift @replies;
+        die "redis AUTH failed: $a->{error}\n" if ref $a eq 'HASH';
+    }
+    return $replies[0];
+}
+
 # ---------------------------------------------------------------------------
 # nginx
 # ---------------------------------------------------------------------------
@@ -1179,12 +1215,172 @@ sub stop_backend {
 }
 
 # ---------------------------------------------------------------------------
+# load generator: client processes that keep requesting for a while
+# ---------------------------------------------------------------------------
+
+# start_load(%o) forks $o{clients} (default 8) processes that request
+# until stop_load (or $o{duration} s, default 30, as a safety net).
+# $o{request}->($client, $n) returns the request args (path, headers,
+# port, ...) of request $n of client $client.  Clients with an odd
+# number reuse keep-alive connections (up to $o{keepalive} requests,
+# default 20), the others open a connection per request; each pauses
+# $o{pause} s (default 0.01) between requests.  An idle keep-alive
+# connection that the server has closed (e.g. a worker shutting down on
+# reload) is replaced by a new one before the next request (the record
+# says reopened => 1).  A request on a reused keep-alive connection that
+# the server closed before sending any byte of a response (the race
+# every HTTP client meets when a server closes an idle connection just
+# as a request is sent) is sent again on a new connection, as clients
+# do for idempotent requests (RFC 9112 section 9.3.1); the record says
+# retried => 1.  A "tag" in
+# the request args is copied to its record.
+sub start_load {
+    my ($self, %o) = @_;
+    my $clients = $o{clients} // 8;
+    my $req = $o{request} or die "start_load: request callback required\n";
+    my $dir = "$self->{tmp}/load-" . ++$self->{load_seq};
+    File::Path::make_path($dir);
+    my $load = { dir => $dir, pids => [], start => time,
+                 stop => "$dir/stop" };
+    for my $c (1 .. $clients) {
+        my $pid = fork;
+        die "fork: $!" unless defined $pid;
+        if ($pid == 0) {
+            my $ok = eval {
+                $self->_load_client($c, $req, $load, %o);
+                1;
+            };
+            print STDERR "load client $c: $@" unless $ok;
+            POSIX::_exit($ok ? 0 : 1);
+        }
+        push @{ $load->{pids} }, $pid;
+    }
+    push @{ $self->{loads} }, $load;
+    return $load;
+}
+
+sub _load_client {
+    my ($self, $c, $req, $load, %o) = @_;
+    require Storable;
+    local $SIG{PIPE} = 'IGNORE';
+    my $ka      = $c % 2 ? ($o{keepalive} // 20) : 0;
+    my $pause   = $o{pause} // 0.01;
+    my $timeout = $o{timeout} // 10 * $SLOW;
+    my $end     = time + ($o{duration} // 30);
+    my (@rec, $conn, $used);
+    my $n = 0;
+    while (time < $end && !-e $load->{stop}) {
+        my %a = %{ $req->($c, ++$n) };
+        my $port = $a{port} // $self->port;
+        my $start = time;
+        my ($r, $retried, $reopened);
+        for my $try (1, 2) {
+            # an idle keep-alive connection the server closed meanwhile
+            # (readable: EOF) is not reused, as careful clients do
+            if ($conn && IO::Select->new($conn->{sock})->can_read(0)) {
+                close $conn->{sock};
+                undef $conn;
+                $reopened = 1;
+            }
+            my $reused = $conn && $used ? 1 : 0;
+            unless ($conn) {
+                my $s = _connect($port, $timeout);
+                unless ($s) {
+                    $r = { error => "connect: $!" };
+                    last;
+                }
+                $conn = { sock => $s, buf => '', eof => 0 };
+                $used = 0;
+            }
+            my ($bytes, $method) = $self->_build_request(%a,
+                $ka ? (_keepalive => 1) : ());
+            my $wok = eval { _write_all($conn->{sock}, $bytes,
+                                        $start + $timeout); 1 };
+            $r = _conn_read_response($conn, $method, $start + $timeout);
+            $r->{error} //= "write: $@" if !$wok && !defined $r->{status};
+            $r->{read_error} = $conn->{read_error} if $conn->{read_error};
+            $used++;
+            my $close = !$ka || $conn->{eof} || $used >= $ka
+                || defined $r->{error}
+                || ($r->{headers}{connection} // '') =~ /close/i;
+            if ($close) {
+                close $conn->{sock};
+                undef $conn;
+            }
+            # closed before any response byte on a reused connection
+            if ($reused && !defined $r->{status} && $r->{raw} eq ''
+                && $try == 1)
+            {
+                $retried = 1;
+                $start = time;
+                next;
+            }
+            last;
+        }
+        push @rec, {
+            client  => $c,
+            n       => $n,
+            path    => $a{path},
+            tag     => $a{tag},
+            start   => $start,
+            elapsed => time - $start,
+            end     => time,
+            status  => $r->{status},
+            error   => $r->{error} // $r->{read_error},
+            body    => $r->{body} // '',
+            headers => $r->{headers} // {},
+            retried => $retried ? 1 : 0,
+            reopened => $reopened ? 1 : 0,
+            keepalive => $ka ? 1 : 0,
+        };
+        sleep $pause if $pause > 0;
+    }
+    close $conn->{sock} if $conn;
+    Storable::nstore(\@rec, "$load->{dir}/client-$c.sto");
+}
+
+# ends the load (or waits for its duration if $o{wait}), returns the
+# records of every client ordered by start time: hashes with client, n,
+# path, tag, start, end, elapsed, status, error, body, headers, retried,
+# reopened, keepalive.  Dies if a client failed.
+sub stop_load {
+    my ($self, $load, %o) = @_;
+    require Storable;
+    unless ($o{wait}) {
+        open my $fh, '>', $load->{stop} or die "stop_load: $load->{stop}: $!";
+        close $fh;
+    }
+    my @all;
+    my @failed;
+    for my $i (0 .. $#{ $load->{pids} }) {
+        my $pid = $load->{pids}[$i];
+        my $st = _wait_child($pid, ($o{timeout} // 60) * $SLOW);
+        unless (defined $st) {
+            kill 'KILL', $pid;
+            _wait_child($pid, 5);
+            push @failed, "client " . ($i + 1) . " did not finish";
+            next;
+        }
+        push @failed, "client " . ($i + 1) . " exited with $st" if $st;
+        my $file = "$load->{dir}/client-" . ($i + 1) . ".sto";
+        push @all, @{ Storable::retrieve($file) } if -f $file;
+    }
+    $self->{loads} = [ grep { $_ != $load } @{ $self->{loads} || [] } ];
+    die "stop_load: " . join(', ', @failed) . "\n" if @failed;
+    return [ sort { $a->{start} <=> $b->{start} } @all ];
+}
+
+# ---------------------------------------------------------------------------
 # cleanup
 # ---------------------------------------------------------------------------
 
 sub cleanup {
     my ($self) = @_;
     return unless $self->{owner_pid} && $$ == $self->{owner_pid};
+    for my $load (@{ delete $self->{loads} || [] }) {
+        kill 'KILL', @{ $load->{pids} };
+        _wait_child($_, 5) for @{ $load->{pids} };
+    }
     if (my $pid = delete $self->{nginx_pid}) {
         my @w = _children_of($pid);
         _terminate($pid, 3 * $SLOW);
@@ -1275,7 +1471,10 @@ C<wait_for($cb, $secs)>.
 Redis: C<start_redis(port =E<gt> N, extra =E<gt> [...])>, C<redis_port>,
 C<redis_pid([$port])>, C<redis(@cmd)>, C<redis_on($port, @cmd)>,
 C<redis_try(@cmd)>, C<redis_try_on($port, @cmd)>,
-C<redis_pipeline(\@cmds, port =E<gt> N)>, C<redis_signal($sig, [$port])>,
+C<redis_pipeline(\@cmds, port =E<gt> N)>,
+C<redis_command_start([{port =E<gt> N},] @cmd)> /
+C<redis_command_finish($h, timeout =E<gt> S)> (send now, read the reply
+later), C<redis_signal($sig, [$port])>,
 C<stop_redis([$port])>, C<restart_redis([$port])>.  Error replies die
 (C<redis>) or come back as C<{error =E<gt> text}> (C<redis_try>, nested).
 
@@ -1294,6 +1493,12 @@ error (set on timeout/connect failure/malformed response).
 Fake servers: C<fake_server($sub, port =E<gt> N)>, C<stop_fake_server($port)>,
 canned subs C<fake_garbage([$bytes])>, C<fake_reset>, C<fake_silent>,
 C<fake_reply($bytes)>; echo backend C<start_backend>, C<stop_backend>.
+
+Load: C<start_load(clients =E<gt> 8, request =E<gt> sub { ($client, $n)
+... }, duration, pause, keepalive, timeout)> forks client processes that
+request until C<stop_load($load)>, which returns every request's record
+(client, n, path, tag, start, end, elapsed, status, error, body, headers,
+retried, reopened, keepalive) ordered by start time.
 
 Logs: C<error_log>, C<log_lines(qr//)>, C<check_error_log(ignore =E<gt>
 qr//, name =E<gt> ...)> (exactly one Test::More test).
