@@ -14,7 +14,10 @@ echo
 [[ -f $dir/env.md ]] && cat "$dir/env.md"
 echo
 
-awk -F'\t' '
+down=""
+[[ -f $dir/down.tsv ]] && down=$dir/down.tsv
+
+awk -F'\t' -v down="$down" '
 function median(list, n,    a, i, j, k, t) {
     n = split(list, a, " ")
     for (i = 2; i <= n; i++) {                       # insertion sort
@@ -56,6 +59,23 @@ function target(desc, c, ref, t, col, op, limit,    m, ok) {
     ok = (op == "<=") ? (m <= limit) : (m >= limit)
     printf "| %s | %.2fx%s | **%s** |\n", desc, m, (PAIRS > 1 ? sprintf(" (rounds %.2f-%.2f)", MIN, MAX) : ""), ok ? "PASS" : "MISS"
 }
+# down_target DESC CFG STATE: CFG vs plain, both measured with Redis in STATE
+# (down.tsv: rps $3, p99_us $5): req/s >= RPS_MIN x plain and p99 <= plain
+# p99 + P99_MS ms
+function down_target(desc, c, state, rps_min, p99_ms,    line, f, have, cr, cp, pr, pp, ok) {
+    if (down != "")
+        while ((getline line < down) > 0) {
+            split(line, f, "\t")
+            if (f[1] != state) continue
+            if (f[2] == c) { cr = f[3]; cp = f[5]; have = have "c" }
+            if (f[2] == "plain") { pr = f[3]; pp = f[5]; have = have "p" }
+        }
+    if (down != "") close(down)
+    if (have !~ /c/ || have !~ /p/ || pr <= 0) { printf "| %s | not measured | n/a |\n", desc; return }
+    ok = (cr / pr >= rps_min) && (cp <= pp + 1000 * p99_ms)
+    printf "| %s | %.3fx plain req/s (%.0f / %.0f); p99 %.2f ms, plain %.2f ms (%+.2f ms) | **%s** |\n",
+        desc, cr / pr, cr, pr, cp / 1000, pp / 1000, (cp - pp) / 1000, ok ? "PASS" : "MISS"
+}
 NR == 1 { next }
 {
     r = $1; c = $3; t = $4
@@ -90,7 +110,7 @@ END {
     print ""
     print "## Targets"
     print ""
-    print "Each measured value is the median over rounds of the ratio of two configurations in the same round."
+    print "Each measured value is the median over rounds of the ratio of two configurations in the same round; the Redis-hung target compares single runs of the Redis down section (module-breaker and plain, both after a warm-up with Redis hung)."
     print ""
     print "| target | measured | result |"
     print "|---|---|---|"
@@ -99,6 +119,8 @@ END {
     target("module-headers, cookie: req/s >= 0.80x plain", "module-headers", "plain", "cookie", "rps", ">=", 0.80)
     target("module-headers, anon: req/s >= 0.98x plain", "module-headers", "plain", "anon", "rps", ">=", 0.98)
     target("module-inject, cookie: req/s >= 1.5x lua-inject", "module-inject", "lua-inject", "cookie", "rps", ">=", 1.5)
+    target("module-cached, cookie: req/s >= 0.95x plain", "module-cached", "plain", "cookie", "rps", ">=", 0.95)
+    down_target("module-breaker, Redis hung: req/s >= 0.9x plain, p99 <= plain p99 + 1 ms", "module-breaker", "hung", 0.9, 1)
     print ""
     print "## Every run"
     print ""
@@ -119,11 +141,11 @@ if [[ -f $dir/down.tsv ]]; then
     echo
     echo "## Redis down"
     echo
-    echo "Cookie traffic with Redis frozen (SIGSTOP: every lookup waits for the timeout) and then killed (connections refused); no warm-up."
+    echo "Cookie traffic with Redis frozen (SIGSTOP: every lookup waits for the timeout) and then killed (connections refused). No warm-up unless the before column says so: module-breaker gets one after Redis went down (its first 5 lookups wait for the timeout and open the breaker), and so does plain, measured with Redis hung as the breaker target's reference; a configuration with a cache has it filled by cookie traffic just before Redis is stopped or killed and is measured once those entries are past their ttl, so its personalized responses are stale records (STALE), not Redis."
     echo
-    echo "| redis | config | req/s | p50 ms | p99 ms | statuses | 5xx | personalized | socket errors | one curl | error.log lines |"
-    echo "|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|"
-    awk -F'\t' 'NR > 1 { printf "| %s | %s | %.0f | %.2f | %.2f | %s | %d | %d | %d | %s | %d |\n", $1 == "hung" ? "hung (SIGSTOP)" : "killed (refused)", $2, $3, $4 / 1000, $5 / 1000, $6, $7, $8, $10, $11, $12 }' "$dir/down.tsv"
+    echo "| redis | config | before | req/s | p50 ms | p99 ms | statuses | 5xx | personalized | socket errors | one curl | error.log lines |"
+    echo "|---|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|"
+    awk -F'\t' 'NR > 1 { printf "| %s | %s | %s | %.0f | %.2f | %.2f | %s | %d | %d | %d | %s | %d |\n", $1 == "hung" ? "hung (SIGSTOP)" : "killed (refused)", $2, ($13 == "" ? "-" : $13), $3, $4 / 1000, $5 / 1000, $6, $7, $8, $10, $11, $12 }' "$dir/down.tsv"
     echo
     awk -F'\t' 'NR > 1 { n += $7 } END { printf "- no 5xx while Redis is down: **%s** (%d)\n", n == 0 ? "PASS" : "MISS", n }' "$dir/down.tsv"
     [[ -f $dir/down-resume.txt ]] && sed 's/^/- /' "$dir/down-resume.txt"

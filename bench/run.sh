@@ -4,7 +4,7 @@
 #
 #   bench/run.sh [--quick] [--verify-only] [--help]
 #
-# Normally run through `make bench` (3 rounds x 8 s, about 6.5 minutes) or
+# Normally run through `make bench` (3 rounds x 8 s, about 9.5 minutes) or
 # `make bench-quick` (1 round x 3 s, under 2 minutes), which first install
 # the packages and build build/ngx_http_loyalty_module.so.
 #
@@ -15,19 +15,23 @@
 # checks every front with curl (aborting on any failure), measures them with
 # wrk in interleaved rounds, tries Redis hung (SIGSTOP) and killed, and
 # prints a Markdown report (also saved as bench/results/latest.md).
+# A site file with "#@ measure down" (module-breaker) skips the rounds and
+# takes part in the Redis-down runs only.
 #
 # Knobs (environment):
 #   ROUNDS=3 DURATION=8 (seconds; --quick: 1 and 3)  WARMUP=2  CONNS=50
 #   CONFIGS="plain lua-headers module-headers module-inject lua-inject
-#            module-cached module-ab"  (configurations without a
-#            bench/conf/<name>.conf file are skipped)
+#            module-cached module-ab module-breaker"  (configurations
+#            without a bench/conf/<name>.conf file are skipped)
 #   TRAFFIC="cookie anon"  REDIS_TIMEOUT_MS=50
 #   PIN=1       front on CPU 0; storefront, redis and wrk on CPU 1
 #               (needs taskset and 2+ CPUs; PIN=0 disables)
 #   OUT=<dir>   keep everything (runs.tsv, raw wrk output, logs) in <dir>;
 #               default: a temp dir, removed at exit
 #   N=100000 customers   IDS=10000 distinct ids in cookie traffic   SEED=42
-#   DOWN=1      Redis-down runs (DOWN_DURATION=5, --quick: 2)
+#   DOWN=1      Redis-down runs (DOWN_DURATION=5, --quick: 2); with Redis
+#               hung, plain is measured too (WARMUP s warm-up, then
+#               DOWN_DURATION s), as the reference of module-breaker's target
 #   QUIET_PCT=10 QUIET_WAIT=20: before each run wait up to QUIET_WAIT s for
 #               the machine to use at most QUIET_PCT % of a core
 #   NOISE_PCT=25 STEAL_PCT=5: a run during which other processes used more
@@ -56,7 +60,7 @@ for arg in "$@"; do
     esac
 done
 
-DEFAULT_CONFIGS="plain lua-headers module-headers module-inject lua-inject module-cached module-ab"
+DEFAULT_CONFIGS="plain lua-headers module-headers module-inject lua-inject module-cached module-ab module-breaker"
 if [[ $MODE == quick ]]; then
     : "${ROUNDS:=1}" "${DURATION:=3}" "${DOWN_DURATION:=2}" "${BUDGET:=90}"
 else
@@ -96,12 +100,17 @@ done
 # quietly; a CONFIGS given by hand gets a warning for each
 [[ -n $CONFIGS_GIVEN && -n $SKIPPED ]] && say "WARNING: no bench/conf/<name>.conf for:$SKIPPED (skipped)"
 [[ ${#RUN_CONFIGS[@]} -gt 0 ]] || fail "no configuration to run (CONFIGS=\"$CONFIGS\")"
+has_meta() { [[ " $(conf_meta "$BENCH/conf/$1.conf" "$2") " == *" $3 "* ]]; }
 for t in $TRAFFIC; do
     [[ $t == cookie || $t == anon ]] || fail "TRAFFIC: unknown traffic kind '$t' (cookie, anon)"
 done
 
 # what a site file needs: "#@ modules lua|loyalty"; how to check it:
-# "#@ verify plain|headers|inject|none" (default: by name)
+# "#@ verify plain|headers|inject|none" (default: by name); "#@ measure down":
+# no rounds, Redis-down runs only; "#@ down warmup fill": in the Redis-down
+# runs, a WARMUP-second wrk run after Redis went down, before the measured
+# one (warmup), and a WARMUP-second cookie run just before Redis is stopped
+# or killed, so the cache holds the traffic's customers (fill)
 verify_kind() {
     local k
     k=$(conf_meta "$BENCH/conf/$1.conf" verify)
@@ -118,6 +127,7 @@ verify_kind() {
 # ---------------------------------------------------------------- preflight
 
 need_lua=0 need_module=0
+MEASURE_CONFIGS=() DOWN_ONLY=""
 for c in "${RUN_CONFIGS[@]}"; do
     for m in $(conf_meta "$BENCH/conf/$c.conf" modules); do
         case $m in
@@ -126,7 +136,17 @@ for c in "${RUN_CONFIGS[@]}"; do
             *) fail "bench/conf/$c.conf: unknown '#@ modules $m' (lua, loyalty)" ;;
         esac
     done
+    case $(conf_meta "$BENCH/conf/$c.conf" measure) in
+        ''|all) MEASURE_CONFIGS+=("$c") ;;
+        down) DOWN_ONLY+=" $c" ;;
+        *) fail "bench/conf/$c.conf: unknown '#@ measure $(conf_meta "$BENCH/conf/$c.conf" measure)' (all, down)" ;;
+    esac
+    for m in $(conf_meta "$BENCH/conf/$c.conf" down); do
+        [[ $m == warmup || $m == fill ]] || fail "bench/conf/$c.conf: unknown '#@ down $m' (warmup, fill)"
+    done
 done
+[[ -n $DOWN_ONLY && $DOWN != 1 && $VERIFY_ONLY == 0 ]] &&
+    say "WARNING: DOWN=0: not measuring$DOWN_ONLY (Redis-down runs only)"
 for cmd in "$NGINX" redis-server redis-cli wrk curl awk sed cmp; do
     command -v "$cmd" >/dev/null || fail "missing command $cmd (run: make bench, or sh tools/install-deps.sh wrk)"
 done
@@ -310,6 +330,18 @@ TIER=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$KNOWN" tier)
 POINTS=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$KNOWN" points)
 OFFERS=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$KNOWN" offers)
 CATALOG_OFFER=free-returns       # bench/seed.awk's catalog offer without conditions
+# two customers the cookie traffic never asks for (bench/wrk/customers.lua's
+# ids, drawn the same way: MINSTD from SEED, exact in doubles), one for each
+# "personalizes again" check: no cache can hold a record for them, so only
+# Redis can personalize them (the known customer may be served stale)
+read -r PROBE1 PROBE2 <<<"$(awk -v n="$N" -v k="$IDS" -v seed="$SEED" -v known="$KNOWN" 'BEGIN {
+    if (k > n) k = n
+    s = seed % 2147483647; if (s == 0) s = 1
+    while (c < k) { s = (s * 48271) % 2147483647; id = s % n + 1; if (!(id in seen)) { seen[id] = 1; c++ } }
+    for (id = n; id >= 1 && got < 2; id--) if (!(id in seen) && id != known) { printf "%d ", id; got++ } }')"
+: "${PROBE1:=$KNOWN}" "${PROBE2:=$KNOWN}"
+PROBE1_TIER=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$PROBE1" tier)
+PROBE2_TIER=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$PROBE2" tier)
 PAGE=$WORK/html/index.html
 V=$WORK/verify
 mkdir -p "$V"
@@ -472,14 +504,42 @@ wrk_run() {
 # bench_field RAW KEY: a field of wrk's BENCH line.
 bench_field() { sed -n "s/^BENCH.* $2=\([^ ]*\).*/\1/p" "$1"; }
 
-TOTAL_RUNS=$(( ROUNDS * $(wc -w <<<"$TRAFFIC") * ${#RUN_CONFIGS[@]} ))
+TOTAL_RUNS=$(( ROUNDS * $(wc -w <<<"$TRAFFIC") * ${#MEASURE_CONFIGS[@]} ))
 RUNS_DONE=0
 RUN_COST=$(( WARMUP + DURATION + 2 ))
+
+# cache_ttl CFG: the ttl= of the site file's loyalty_cache_zone, in whole
+# seconds rounded up (default 5 s)
+cache_ttl() {
+    sed -n 's/^[[:space:]]*loyalty_cache_zone[^;]*[[:space:]]ttl=\([0-9]*\)\(m\{0,1\}s\{0,1\}\).*/\1 \2/p' \
+        "$BENCH/conf/$1.conf" | awk '{ t = $1; if ($2 == "ms") t = int((t + 999) / 1000); else if ($2 == "m") t *= 60
+                                       print t; f = 1 } END { if (!f) print 5 }' | head -1
+}
+
+# Redis-down runs: every configuration with headers or inject checks, those
+# with a cache to fill ("#@ down fill") last: their runs start once the
+# filled entries are past their ttl, so what they show is stale serving;
+# with Redis hung, plain (when it runs) is measured just before them as the
+# reference of module-breaker's target (like the "#@ down warmup" ones)
+DOWN_CONFIGS=() DOWN_ORDER=() FILL_CONFIGS=()
+for c in "${RUN_CONFIGS[@]}"; do
+    case $(verify_kind "$c") in headers|inject) DOWN_CONFIGS+=("$c") ;; esac
+done
+for c in ${DOWN_CONFIGS[@]+"${DOWN_CONFIGS[@]}"}; do
+    if has_meta "$c" down fill; then FILL_CONFIGS+=("$c"); else DOWN_ORDER+=("$c"); fi
+done
+HUNG_PLAIN=""
+[[ ${#DOWN_CONFIGS[@]} -gt 0 && -n ${PORT[plain]:-} && $(verify_kind plain) == plain ]] && HUNG_PLAIN=plain
 DOWN_COST=0
-if [[ $DOWN == 1 ]]; then
-    for c in "${RUN_CONFIGS[@]}"; do
-        [[ $(verify_kind "$c") == headers || $(verify_kind "$c") == inject ]] && DOWN_COST=$(( DOWN_COST + 2 * DOWN_DURATION + 3 ))
+if [[ $DOWN == 1 && ${#DOWN_CONFIGS[@]} -gt 0 ]]; then
+    for c in "${DOWN_CONFIGS[@]}"; do
+        DOWN_COST=$(( DOWN_COST + 2 * DOWN_DURATION + 3 ))
+        has_meta "$c" down warmup && DOWN_COST=$(( DOWN_COST + 2 * WARMUP ))
     done
+    for c in ${FILL_CONFIGS[@]+"${FILL_CONFIGS[@]}"}; do      # fill, and at most a ttl's wait
+        DOWN_COST=$(( DOWN_COST + 2 * (WARMUP + 1 + $(cache_ttl "$c") + 1) ))
+    done
+    [[ -n $HUNG_PLAIN ]] && DOWN_COST=$(( DOWN_COST + WARMUP + DOWN_DURATION + 2 ))
 fi
 
 # spare: seconds of the budget not needed by the runs still to do.
@@ -568,31 +628,34 @@ measure() {
 }
 
 say "measuring: $ROUNDS round(s) x ${DURATION}s per configuration and traffic kind (+${WARMUP}s warm-up each)"
-n_cfg=${#RUN_CONFIGS[@]}
+[[ -n $DOWN_ONLY ]] && say "not in the rounds (Redis-down runs only):$DOWN_ONLY"
+n_cfg=${#MEASURE_CONFIGS[@]}
 seq_no=0
 for r in $(seq 1 "$ROUNDS"); do
     for tr in $TRAFFIC; do
         for k in $(seq 0 $((n_cfg - 1))); do           # order rotates every round
             seq_no=$((seq_no + 1))
-            measure "$r" "$seq_no" "${RUN_CONFIGS[$(( (k + r - 1) % n_cfg ))]}" "$tr"
+            measure "$r" "$seq_no" "${MEASURE_CONFIGS[$(( (k + r - 1) % n_cfg ))]}" "$tr"
         done
     done
 done
 
 # ---------------------------------------------------------------- redis down
 
-# personalized CFG: one customer request gets the right X-Loyalty-Tier.
+# personalized CFG ID TIER: one request of customer ID gets X-Loyalty-Tier TIER.
 personalized() {
-    curl -s --max-time 2 -o /dev/null -D "$WORK/p.h" -H "Cookie: loyalty_id=$KNOWN" \
+    curl -s --max-time 2 -o /dev/null -D "$WORK/p.h" -H "Cookie: loyalty_id=$2" \
         "http://127.0.0.1:${PORT[$1]}/" || true
-    [[ $(header "$WORK/p.h" X-Loyalty-Tier) == "$TIER" ]]
+    [[ $(header "$WORK/p.h" X-Loyalty-Tier) == "$3" ]]
 }
 
-# resumes CFG: how long until CFG personalizes again (up to 10 s).
+# resumes CFG ID TIER: how long until CFG personalizes customer ID again (up
+# to 10 s); ID is one the traffic never asks for (PROBE1, PROBE2), so a
+# cached record cannot answer for Redis.
 resumes() {
     local t0
     t0=$(now)
-    while ! personalized "$1"; do
+    while ! personalized "$1" "$2" "$3"; do
         if awk -v a="$t0" -v b="$(now)" 'BEGIN { exit !(b - a > 10) }'; then
             echo "NO (not within 10 s)"
             return
@@ -602,53 +665,81 @@ resumes() {
     echo "yes, after $(elapsed "$t0") s"
 }
 
-# down_run STATE CFG: one curl and one wrk run (cookie traffic) -> down.tsv
+# fill_caches WHEN: a WARMUP-second cookie run against each "#@ down fill"
+# configuration while Redis still answers, so that its cache holds the
+# traffic's customers when Redis goes down (stale entries are served for
+# loyalty_cache_stale after their ttl).
+declare -A FILLED_AT=()
+fill_caches() {
+    local c
+    for c in ${FILL_CONFIGS[@]+"${FILL_CONFIGS[@]}"}; do
+        say "  filling the cache of $c ($WARMUP s of cookie traffic) before Redis is $1"
+        wrk_run "$c" cookie "$WARMUP" "$WORK/fill.txt"
+        FILLED_AT[$c]=$(now)
+    done
+}
+
+# down_run STATE CFG [warmup]: one curl, then (with warmup, or when the site
+# file says "#@ down warmup") a WARMUP-second wrk run, then one measured wrk
+# run (cookie traffic, DOWN_DURATION s) -> down.tsv
 down_run() {
     local state=$1 cfg=$2 raw=$RES/raw/down-$1-$2.txt log=$WORK/nginx-$2/error.log curl_out l0 l1 statuses
+    local prep=- wait_s
+    if [[ -n ${FILLED_AT[$cfg]:-} ]]; then
+        # entries past their ttl: stale serving, not fresh hits
+        wait_s=$(awk -v a="${FILLED_AT[$cfg]}" -v b="$(now)" -v t="$(cache_ttl "$cfg")" \
+            'BEGIN { w = a + t + 1 - b; printf "%.1f", (w > 0 ? w : 0) }')
+        [[ $wait_s != 0.0 ]] && sleep "$wait_s"
+        prep="cache filled $(awk -v a="${FILLED_AT[$cfg]}" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }') s before (ttl $(cache_ttl "$cfg") s)"
+    fi
     curl_out=$(curl -s --max-time 5 -o /dev/null -D "$WORK/d.h" -w '%{http_code} %{time_total}' \
         -H "Cookie: loyalty_id=$KNOWN" "http://127.0.0.1:${PORT[$cfg]}/") || true
     [[ $curl_out == *" "* ]] || curl_out="000 0"
+    if [[ ${3:-} == warmup ]] || has_meta "$cfg" down warmup; then
+        wrk_run "$cfg" cookie "$WARMUP" "$WORK/warmup.txt"
+        prep="${WARMUP} s warm-up"
+    fi
     l0=$(wc -l <"$log")
     wrk_run "$cfg" cookie "$DOWN_DURATION" "$raw" count
     l1=$(wc -l <"$log")
     grep -q '^BENCH ' "$raw" || { cat "$raw" >&2; fail "wrk gave no result for $cfg with redis $state"; }
     statuses=$(bench_field "$raw" statuses)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$state" "$cfg" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$state" "$cfg" \
         "$(bench_field "$raw" rps)" "$(bench_field "$raw" p50_us)" "$(bench_field "$raw" p99_us)" \
         "$statuses" \
         "$(tr ',' '\n' <<<"$statuses" | awk -F: '$1 >= 500 { s += $2 } END { print s + 0 }')" \
         "$(bench_field "$raw" personalized)" "$(bench_field "$raw" requests)" \
         "$(( $(bench_field "$raw" err_connect) + $(bench_field "$raw" err_read) + $(bench_field "$raw" err_write) + $(bench_field "$raw" err_timeout) ))" \
         "${curl_out% *} in $(awk -v t="${curl_out#* }" 'BEGIN { printf "%.0f ms", t * 1000 }'), $([[ -n $(header "$WORK/d.h" X-Loyalty-Tier) ]] && echo personalized || echo not personalized)" \
-        "$((l1 - l0))" >>"$RES/down.tsv"
+        "$((l1 - l0))" "$prep" >>"$RES/down.tsv"
     awk -F'\t' '{ printf "  redis %-7s %-15s %7.0f req/s  p50 %6.2f ms  p99 %6.2f ms  statuses %s  personalized %s\n", $1, $2, $3, $4 / 1000, $5 / 1000, $6, $8 }' \
         <(tail -1 "$RES/down.tsv") >&2
 }
 
-DOWN_CONFIGS=()
-for c in "${RUN_CONFIGS[@]}"; do
-    case $(verify_kind "$c") in headers|inject) DOWN_CONFIGS+=("$c") ;; esac
-done
 if [[ $DOWN == 1 && ${#DOWN_CONFIGS[@]} -gt 0 ]]; then
-    printf 'state\tconfig\trps\tp50_us\tp99_us\tstatuses\tstatus_5xx\tpersonalized\trequests\tsocket_errors\tcurl\terror_log_lines\n' >"$RES/down.tsv"
+    printf 'state\tconfig\trps\tp50_us\tp99_us\tstatuses\tstatus_5xx\tpersonalized\trequests\tsocket_errors\tcurl\terror_log_lines\tprep\n' >"$RES/down.tsv"
     : >"$RES/down-resume.txt"
+    fill_caches hung
     say "redis hung (SIGSTOP): lookups should time out after ${REDIS_TIMEOUT_MS} ms"
     kill -STOP "$REDIS_PID"
-    for c in "${DOWN_CONFIGS[@]}"; do down_run hung "$c"; done
+    for c in ${DOWN_ORDER[@]+"${DOWN_ORDER[@]}"}; do down_run hung "$c"; done
+    [[ -n $HUNG_PLAIN ]] && down_run hung plain warmup
+    for c in ${FILL_CONFIGS[@]+"${FILL_CONFIGS[@]}"}; do down_run hung "$c"; done
     kill -CONT "$REDIS_PID"
     for c in "${DOWN_CONFIGS[@]}"; do
-        echo "after SIGCONT, $c personalizes again: $(resumes "$c")" >>"$RES/down-resume.txt"
+        echo "after SIGCONT, $c personalizes again: $(resumes "$c" "$PROBE1" "$PROBE1_TIER")" >>"$RES/down-resume.txt"
     done
+    fill_caches killed
     say "redis killed (SIGKILL): connections refused"
     kill -KILL "$REDIS_PID"
     wait "$REDIS_PID" 2>/dev/null || true
     REDIS_PID=""
     await_port_closed "$REDIS_PORT" 5 || fail "redis port still open after SIGKILL"
-    for c in "${DOWN_CONFIGS[@]}"; do down_run refused "$c"; done
+    for c in ${DOWN_ORDER[@]+"${DOWN_ORDER[@]}"} ${FILL_CONFIGS[@]+"${FILL_CONFIGS[@]}"}; do down_run refused "$c"; done
     start_redis "$REDIS_PORT"
     seed_redis
     for c in "${DOWN_CONFIGS[@]}"; do
-        echo "after a redis restart, $c personalizes again: $(resumes "$c")" >>"$RES/down-resume.txt"
+        echo "after a redis restart, $c personalizes again: $(resumes "$c" "$PROBE2" "$PROBE2_TIER")" >>"$RES/down-resume.txt"
     done
     for c in "${DOWN_CONFIGS[@]}"; do
         if grep -q 'exited on signal' "$WORK/nginx-$c/error.log"; then
