@@ -154,8 +154,9 @@ ngx_http_loyalty_ab_request(ngx_http_request_t *r,
 
     if (llcf->ab != NULL && llcf->ab->nelts) {
 
-        ctx->variants = ngx_palloc(r->pool, llcf->ab->nelts
-                                            * sizeof(ngx_http_loyalty_variant_t));
+        ctx->variants = ngx_palloc(r->pool,
+                                   llcf->ab->nelts
+                                   * sizeof(ngx_http_loyalty_variant_t));
         if (ctx->variants == NULL) {
             return NGX_ERROR;
         }
@@ -380,11 +381,12 @@ ngx_http_loyalty_ab_convert(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
 
         if (rc != NGX_AGAIN) {
             ngx_http_loyalty_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "conversion lost",
-                          "loyalty ab \"%V\": conversion of variant \"%V\" "
-                          "lost: redis \"%V\" %V", &t->name,
-                          &t->variants[idx], ngx_http_loyalty_redis_name(t->redis),
-                          &err);
+                                       "conversion lost",
+                                       "loyalty ab \"%V\": conversion of "
+                                       "variant \"%V\" lost: redis \"%V\" "
+                                       "%V", &t->name, &t->variants[idx],
+                                       ngx_http_loyalty_redis_name(t->redis),
+                                       &err);
             continue;
         }
 

@@ -520,8 +520,8 @@ ngx_http_loyalty_html(ngx_http_request_t *r,
         fctx->plen -= from_pending;
 
         if (hold > fctx->plen) {
-            ngx_memcpy(fctx->pending + fctx->plen, b->last - (hold - fctx->plen),
-                       hold - fctx->plen);
+            ngx_memcpy(fctx->pending + fctx->plen,
+                       b->last - (hold - fctx->plen), hold - fctx->plen);
             b->last -= hold - fctx->plen;
             fctx->plen = hold;
         }

@@ -37,7 +37,7 @@ static loyalty_ladder_t  ngx_http_loyalty_no_ladder;
 ngx_str_t *
 ngx_http_loyalty_fragment(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
 {
-    char                         *text, *otext, *safe, err[128];
+    char                         *text, *otext, *safe, *status, err[128];
     size_t                        len, olen, slen;
     ngx_tm_t                      tm;
     ngx_uint_t                    i;
@@ -61,10 +61,11 @@ ngx_http_loyalty_fragment(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
 
     experiments = ngx_http_loyalty_experiments(ctx);
 
+    /* status names are NUL-terminated literals */
+    status = (char *) ngx_http_loyalty_status_name(ctx)->data;
+
     if (!ctx->record) {
-        /* status names are NUL-terminated literals */
-        text = loyalty_fragment((char *) ngx_http_loyalty_status_name(ctx)->data,
-                                NULL, NULL, NULL, experiments, &len);
+        text = loyalty_fragment(status, NULL, NULL, NULL, experiments, &len);
 
         json_decref(experiments);
 
@@ -123,8 +124,8 @@ ngx_http_loyalty_fragment(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
                                      tm.ngx_tm_mon, tm.ngx_tm_mday,
                                      llcf->offers_max);
 
-    text = loyalty_fragment((char *) ngx_http_loyalty_status_name(ctx)->data,
-                            &c, &progress, offers, experiments, &len);
+    text = loyalty_fragment(status, &c, &progress, offers, experiments,
+                            &len);
 
     json_decref(experiments);
 

@@ -200,7 +200,7 @@ typedef struct {
     ngx_array_t                    catalogs;  /* ngx_http_loyalty_catalog_t * */
     ngx_array_t                    ab_tests;  /* ngx_http_loyalty_ab_t *, all */
     ngx_array_t                    caches;    /* ngx_http_loyalty_cache_t * */
-    ngx_array_t                    cache_uses; /* ngx_http_loyalty_cache_use_t */
+    ngx_array_t                    cache_uses; /* cache_use_t */
     ngx_str_t                      invalidate_channel;
     ngx_flag_t                     warned_unsigned;
 } ngx_http_loyalty_main_conf_t;
