@@ -1,14 +1,20 @@
 #!/bin/sh
 # The loyalty demo (make demo): a private Redis with sample customers and
-# Debian's nginx with the loyalty module, on loopback ports, in the
-# foreground until Ctrl-C.  Everything runs from a temporary directory
-# that is removed on exit.
+# an offer catalog, and Debian's nginx with the loyalty module serving a
+# shop page, on loopback ports, in the foreground until Ctrl-C (or TERM,
+# HUP).  Everything runs from a temporary directory that is removed on
+# exit: the key that signs the demo's cookies is made there at each start.
 #
 #   sh demo/run.sh              storefront on a free port
 #   DEMO_PORT=8080 sh demo/run.sh
 #
-# Needs what `make deps` installs (nginx, redis-server, redis-tools, perl)
-# and the module built by `make`.
+# Once the storefront answers, it prints the URLs, among them the line
+#   "  storefront    http://127.0.0.1:PORT/"
+# (t/15-browser.t runs the demo and reads it).  TMPDIR chooses where the
+# temporary directory goes.
+#
+# Needs what `make deps` installs (nginx, redis-server, redis-tools, perl,
+# curl) and the module and build/loyalty-cookie built by `make`.
 
 # cleanup, stop and on_signal run from traps
 # shellcheck disable=SC2317
@@ -18,6 +24,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEMO="$ROOT/demo"
 MODULE="$ROOT/build/ngx_http_loyalty_module.so"
+COOKIE_TOOL="$ROOT/build/loyalty-cookie"
 NGINX=${NGINX_BINARY:-/usr/sbin/nginx}
 
 TMP=""
@@ -80,9 +87,11 @@ stop() {
 cleanup() {
     rc=$?
 
-    # a second Ctrl-C must not cut the cleanup short
+    # a second Ctrl-C must not cut the cleanup short, nor a failing
+    # command (a sleep killed by a signal sent to the whole group)
     trap '' INT TERM HUP
     trap - EXIT
+    set +e
 
     stop "$NGINX_PID" TERM
     stop "$REDIS_PID" TERM
@@ -112,9 +121,11 @@ sed_escape() {
 
 [ -x "$NGINX" ] || die "$NGINX not found (run: make deps)"
 [ -f "$MODULE" ] || die "$MODULE not found (run: make)"
+[ -x "$COOKIE_TOOL" ] || die "$COOKIE_TOOL not found (run: make)"
 command -v redis-server >/dev/null || die "redis-server not found (run: make deps)"
 command -v redis-cli >/dev/null || die "redis-cli not found (run: make deps)"
 command -v perl >/dev/null || die "perl not found (run: make deps)"
+command -v curl >/dev/null || die "curl not found (run: make deps)"
 
 if [ -n "${DEMO_PORT:-}" ]; then
     case $DEMO_PORT in
@@ -187,6 +198,31 @@ done
 sh "$DEMO/seed.sh" "$REDIS_PORT"
 
 
+# --- signed cookies ------------------------------------------------------
+
+# a fresh key for this run, readable by its owner only (nginx -t refuses a
+# key file that others can read); nginx's master reads it as this user
+(umask 077 && "$COOKIE_TOOL" keygen > "$TMP/loyalty.keys") \
+    || die "cannot make a key with $COOKIE_TOOL keygen"
+chmod 600 "$TMP/loyalty.keys"
+
+# one signed cookie per sample customer, valid for a day: the map from
+# /login/<login> to the cookie value in nginx.conf
+CUSTOMERS=$(grep -v '^[[:space:]]*\(#\|$\)' "$DEMO/customers.txt")
+: > "$TMP/logins.map"
+echo "$CUSTOMERS" | while read -r login id about; do
+    value=$("$COOKIE_TOOL" sign --key-file "$TMP/loyalty.keys" \
+                           --id "$id" --ttl 86400) \
+        || die "cannot sign a cookie for $id"
+    printf '"/login/%s" "%s";\n' "$login" "$value" >> "$TMP/logins.map"
+done
+
+# the cookie value of a login name
+cookie_of() {
+    sed -n "s|^\"/login/$1\" \"\\(.*\\)\";\$|\\1|p" "$TMP/logins.map"
+}
+
+
 # --- nginx ---------------------------------------------------------------
 
 sed -e "s|@MODULE@|$(sed_escape "$MODULE")|g" \
@@ -205,12 +241,18 @@ NGINX_PID=$!
 
 URL="http://127.0.0.1:$PORT"
 
+# the worker reads the offer catalog from Redis just after it starts:
+# ready when a member's fragment lists catalog offers
+probe=$(cookie_of platinum)
+
 i=0
-until curl -s -o /dev/null "$URL/"; do
+until curl -s -b "loyalty_id=$probe" "$URL/loyalty.json" 2>/dev/null \
+      | grep -q '"free-shipping"'
+do
     i=$((i + 1))
-    if ! kill -0 "$NGINX_PID" 2>/dev/null || [ "$i" -gt 50 ]; then
+    if ! kill -0 "$NGINX_PID" 2>/dev/null || [ "$i" -gt 100 ]; then
         tail -n 20 "$TMP/error.log" "$TMP/nginx.out" >&2 2>/dev/null || true
-        die "nginx did not start on 127.0.0.1:$PORT"
+        die "nginx did not start on 127.0.0.1:$PORT, or has no offer catalog"
     fi
     sleep 0.1
 done
@@ -222,37 +264,37 @@ cat <<EOF
 
 Loyalty demo is running.  Ctrl-C stops it and removes $TMP
 
-  storefront    $URL/        (static page, SSI prints \$loyalty_*)
+  storefront    $URL/
+  fragment      $URL/loyalty.json   (what the page reads from #loyalty-data)
+  A/B report    $URL/loyalty-ab?format=text
   shop API      $URL/api/    (proxied; the backend echoes X-Loyalty-*)
-  shop backend  http://127.0.0.1:$BACKEND_PORT/
   redis         redis-cli -p $REDIS_PORT HGETALL loyalty:customer:1003
+                redis-cli -p $REDIS_PORT GET loyalty:offers
   logs          $TMP/access.log
                 $TMP/error.log
 
-What the shop backend receives, per customer (cookie loyalty_id):
+Open the storefront as a sample customer (the link sets the customer's
+signed cookie and goes back to the shop):
 
 EOF
 
-grep -v '^[[:space:]]*\(#\|$\)' "$DEMO/customers.txt" |
-while read -r id tier points; do
-    printf "  curl -s -b loyalty_id=%s %s/api/    # %s, %s points\n" \
-           "$id" "$URL" "$tier" "$points"
+echo "$CUSTOMERS" | while read -r login id about; do
+    printf "  %-38s %s, %s\n" "$URL/login/$login" "$id" "$about"
 done
 
 cat <<EOF
-  curl -s -b loyalty_id=9999 $URL/api/    # no record: status=unknown
-  curl -s $URL/api/                       # no cookie: status=anonymous
-  curl -s -b 'loyalty_id=x/y' $URL/api/   # malformed: status=invalid
+  $(printf '%-38s' "$URL/logout") a guest again: the join prompt
 
-A client claiming a tier: its X-Loyalty-* headers are removed
-  curl -s -H 'X-Loyalty-Tier: platinum' $URL/api/
-  curl -s -b loyalty_id=1001 -H 'X-Loyalty-Tier: platinum' $URL/api/
+What the shop backend receives (with the same signed cookies):
 
-The storefront, and the X-Loyalty-Tier/-Points response headers
-  curl -s -b loyalty_id=1003 $URL/
-  curl -s -D - -o /dev/null -b loyalty_id=1004 $URL/
+  curl -s -b loyalty_id=$(cookie_of gold) $URL/api/
+  curl -s -b loyalty_id=$(cookie_of unknown) $URL/api/
+  curl -s -b loyalty_id=1003 $URL/api/    # unsigned: status=invalid
+  curl -s -H 'X-Loyalty-Tier: platinum' $URL/api/    # forged header removed
 
-In a browser, open $URL/as/1003 (sets the cookie) or $URL/logout
+The injected fragment and the X-Loyalty-Tier/-Points response headers:
+
+  curl -s -D - -b loyalty_id=$(cookie_of platinum) $URL/
 
 EOF
 

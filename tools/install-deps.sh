@@ -7,7 +7,7 @@ set -eu
 
 PACKAGES="nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev
           redis-server redis-tools curl gcc make perl python3 php-cli
-          nodejs clang libclang-rt-14-dev valgrind"
+          nodejs clang libclang-rt-14-dev valgrind chromium fonts-dejavu-core"
 
 missing=""
 for p in $PACKAGES "$@"; do
