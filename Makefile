@@ -5,6 +5,7 @@
 #   make demo     demo storefront on loopback ports, until Ctrl-C
 #   make fuzz     libFuzzer on lib/ parsers, FUZZ_SECONDS (60) per target
 #   make valgrind the prove suite with nginx under valgrind memcheck
+#   make deb      build/libnginx-mod-http-loyalty_<version>_<arch>.deb
 #   make deps     install the missing Debian packages (every target does)
 
 NGINX_SRC   ?= /usr/share/nginx/src
@@ -34,7 +35,7 @@ REPLAY_CFLAGS := $(CFLAGS_LIB) -O1 -fno-omit-frame-pointer \
                -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
 .PHONY: all deps module unit test demo clean bench bench-quick \
-        fuzz fuzz-replay valgrind
+        fuzz fuzz-replay valgrind deb
 
 all: deps module $(BUILD)/loyalty-cookie
 
@@ -78,7 +79,7 @@ $(BUILD)/loyalty-cookie: tools/loyalty-cookie.c $(LIB_SRCS) \
 	$(CC) $(CFLAGS_LIB) -I$(LIB_DIR) -o $@ tools/loyalty-cookie.c \
 	    $(LIB_SRCS) -lcrypto -ljansson -lm
 
-test: deps module unit fuzz-replay $(BUILD)/loyalty-cookie
+test: deps module unit fuzz-replay $(BUILD)/loyalty-cookie deb
 	prove $(PROVE_FLAGS) t/
 
 $(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c t/fuzz/fuzz.h $(LIB_SRCS) \
@@ -112,7 +113,7 @@ valgrind: deps module unit fuzz-replay $(BUILD)/loyalty-cookie
 	    LOYALTY_VALGRIND_DIR=$(BUILD)/valgrind prove $(PROVE_FLAGS) t/; \
 	rc=$$?; perl tools/valgrind-check $(BUILD)/valgrind && exit $$rc
 
-demo: deps module
+demo: deps module $(BUILD)/loyalty-cookie
 	@sh demo/run.sh
 
 # Benchmark against a plain proxy and a Lua peer (docs/benchmarks.md):
@@ -128,6 +129,21 @@ bench-quick:
 	@sh tools/install-deps.sh wrk libnginx-mod-http-lua lua-nginx-redis
 	@$(MAKE) --no-print-directory module
 	BENCH_COMMAND="make bench-quick" bash bench/run.sh --quick
+
+# The Debian package (docs/packaging.md), built the Debian way
+# (dpkg-buildpackage, dh --with nginx) in a scratch copy of the tree,
+# build/deb/src; t/16-deb.t installs it.  The version is debian/changelog's.
+DEB_VERSION := $(shell sed -n '1s/^[^(]*(\([0-9]*:\)\{0,1\}\([^)]*\)).*/\2/p' debian/changelog)
+DEB_ARCH    := $(shell dpkg --print-architecture)
+DEB         := $(BUILD)/libnginx-mod-http-loyalty_$(DEB_VERSION)_$(DEB_ARCH).deb
+
+deb:
+	@sh tools/install-deps.sh debhelper dpkg-dev build-essential
+	@$(MAKE) --no-print-directory $(DEB)
+
+$(DEB): config $(MOD_SRCS) $(wildcard debian/* debian/source/*) \
+        tools/build-deb.sh
+	@sh tools/build-deb.sh $(BUILD)/deb $@
 
 clean:
 	rm -rf $(BUILD)
