@@ -239,7 +239,8 @@ static ngx_int_t ngx_http_loyalty_redis_str_eq(ngx_str_t *a, ngx_str_t *b);
 static ngx_http_loyalty_redis_t *ngx_http_loyalty_cluster_add(ngx_conf_t *cf,
     ngx_http_loyalty_redis_conf_t *rc);
 static ngx_int_t ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf,
-    ngx_str_t *address, ngx_http_loyalty_redis_node_t *node);
+    ngx_str_t *address, ngx_http_loyalty_redis_node_t *node,
+    ngx_uint_t cluster);
 
 
 static ngx_str_t  ngx_http_loyalty_redis_unavailable =
@@ -316,6 +317,10 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
     if (conn == NULL) {
         /* a failure like any other for the breaker */
         ngx_http_loyalty_redis_failed(node);
+
+        if (node->metrics) {
+            (void) ngx_atomic_fetch_add(&node->metrics->errors, 1);
+        }
 
         *err = ngx_http_loyalty_redis_unavailable;
         return node->conns[0].failure;
@@ -2382,9 +2387,16 @@ ngx_http_loyalty_redis_use(ngx_http_loyalty_redis_t *rd,
 ngx_int_t
 ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address)
 {
-    ngx_http_loyalty_redis_node_t  node;
+    ngx_str_t                      *value;
+    ngx_http_loyalty_redis_node_t   node;
 
-    return ngx_http_loyalty_redis_parse_address(cf, address, &node);
+    /* called from the directive's handler: its name is in cf->args */
+
+    value = cf->args->elts;
+
+    return ngx_http_loyalty_redis_parse_address(cf, address, &node,
+                               value[0].len == sizeof("loyalty_redis_cluster")
+                                               - 1);
 }
 
 
@@ -2439,7 +2451,7 @@ ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_http_loyalty_redis_conf_t *rc)
         return NULL;
     }
 
-    if (ngx_http_loyalty_redis_parse_address(cf, &rc->address, node)
+    if (ngx_http_loyalty_redis_parse_address(cf, &rc->address, node, 0)
         != NGX_OK)
     {
         return NULL;
@@ -2574,7 +2586,7 @@ ngx_http_loyalty_cluster_add(ngx_conf_t *cf,
             return NULL;
         }
 
-        if (ngx_http_loyalty_redis_parse_address(cf, &addr[i], node)
+        if (ngx_http_loyalty_redis_parse_address(cf, &addr[i], node, 1)
             != NGX_OK)
         {
             return NULL;
@@ -2625,8 +2637,9 @@ ngx_http_loyalty_redis_str_eq(ngx_str_t *a, ngx_str_t *b)
 
 static ngx_int_t
 ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf, ngx_str_t *address,
-    ngx_http_loyalty_redis_node_t *node)
+    ngx_http_loyalty_redis_node_t *node, ngx_uint_t cluster)
 {
+    char       *name, *hint;
     u_char     *p;
     ngx_url_t   u;
     ngx_str_t   host;
@@ -2636,12 +2649,15 @@ ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf, ngx_str_t *address,
 
     node->name = *address;
 
+    name = cluster ? "loyalty_redis_cluster" : "loyalty_redis";
+    hint = cluster ? "" : " or unix:/path";
+
     if (address->len >= 5 && ngx_strncmp(address->data, "unix:", 5) == 0) {
 
         if (address->len == 5) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"loyalty_redis\" has an empty unix socket "
-                               "path in \"%V\"", address);
+                               "\"%s\" has an empty unix socket path in "
+                               "\"%V\"", name, address);
             return NGX_ERROR;
         }
 
@@ -2660,16 +2676,16 @@ ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf, ngx_str_t *address,
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"loyalty_redis\" has an invalid address "
-                           "\"%V\": %s", address,
+                           "\"%s\" has an invalid address \"%V\": %s",
+                           name, address,
                            u.err ? u.err : "cannot parse");
         return NGX_ERROR;
     }
 
     if (u.uri.len || u.host.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"loyalty_redis\" has an invalid address \"%V\": "
-                           "expected host:port or unix:/path", address);
+                           "\"%s\" has an invalid address \"%V\": "
+                           "expected host:port%s", name, address, hint);
         return NGX_ERROR;
     }
 
@@ -2692,10 +2708,10 @@ ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf, ngx_str_t *address,
         )
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"loyalty_redis\" address \"%V\" is not numeric: "
+                           "\"%s\" address \"%V\" is not numeric: "
                            "a host name would need a blocking DNS lookup in "
-                           "the worker; use an IP address or unix:/path",
-                           address);
+                           "the worker; use an IP address%s",
+                           name, address, hint);
         return NGX_ERROR;
     }
 
