@@ -891,7 +891,7 @@ ngx_http_loyalty_redis_setup_handler(redisAsyncContext *ac, void *r,
                                "loyalty redis \"%V\" %s failed: \"%*s\"",
                                &conn->node->name,
                                what[0] == 'A' ? "authentication (AUTH)"
-                                              : "SELECT",
+                                              : what,
                                ngx_min(rr->len, 128), rr->str);
 
     ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_AUTH], 1);
