@@ -117,8 +117,8 @@ demo: deps module $(BUILD)/loyalty-cookie
 	@sh demo/run.sh
 
 # Benchmark against a plain proxy and a Lua peer (docs/benchmarks.md):
-# make bench (3 rounds x 8 s, under 10 minutes), make bench-quick
-# (1 round x 3 s, about a minute). Knobs (ROUNDS, DURATION, CONFIGS, ...)
+# make bench (3 rounds x 8 s, about 11 minutes), make bench-quick
+# (1 round x 3 s, about 2 minutes). Knobs (ROUNDS, DURATION, CONFIGS, ...)
 # come from the environment; bench/run.sh --help lists them.
 bench:
 	@sh tools/install-deps.sh wrk libnginx-mod-http-lua lua-nginx-redis

@@ -122,6 +122,23 @@ END {
     target("module-cached, cookie: req/s >= 0.95x plain", "module-cached", "plain", "cookie", "rps", ">=", 0.95)
     down_target("module-breaker, Redis hung: req/s >= 0.9x plain, p99 <= plain p99 + 1 ms", "module-breaker", "hung", 0.9, 1)
     print ""
+    # informational, no target: the cost of routing by hash slot
+    cl = 0
+    for (i = 1; i <= ntr; i++) if (("module-cluster", trs[i]) in seen && ("module-headers", trs[i]) in seen) cl = 1
+    if (cl) {
+        print "module-cluster / module-headers (the same lookups through a 3-master Redis Cluster on the same CPU instead of one Redis; informational, no target), paired per round, median (min-max):"
+        print ""
+        print "| traffic | req/s | front us/req | p99 ms (medians) |"
+        print "|---|---|---|---|"
+        for (i = 1; i <= ntr; i++) {
+            t = trs[i]
+            if (!(("module-cluster", t) in seen && ("module-headers", t) in seen)) continue
+            printf "| %s | %s | %s | %.2f / %.2f |\n", t, ratio_cell("module-cluster", "module-headers", t, "rps"),
+                ratio_cell("module-cluster", "module-headers", t, "us"),
+                median(p99["module-cluster", t]) / 1000, median(p99["module-headers", t]) / 1000
+        }
+        print ""
+    }
     print "## Every run"
     print ""
     print "In run order. load CPU = CPU 1 (storefront, redis, wrk) busy %; steal = CPU 0 time the hypervisor gave to other guests, %; others = CPU used by processes outside the benchmark, % of one core."

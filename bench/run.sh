@@ -4,27 +4,36 @@
 #
 #   bench/run.sh [--quick] [--verify-only] [--help]
 #
-# Normally run through `make bench` (3 rounds x 8 s, about 9.5 minutes) or
-# `make bench-quick` (1 round x 3 s, under 2 minutes), which first install
+# Normally run through `make bench` (3 rounds x 8 s, about 11 minutes) or
+# `make bench-quick` (1 round x 3 s, about 2 minutes), which first install
 # the packages and build build/ngx_http_loyalty_module.so.
 #
 # It starts, on 127.0.0.1 and under a private temp dir:
-#   redis-server (no persistence) seeded with N customers,
+#   redis-server (no persistence) seeded with N customers (unless every
+#   selected configuration uses the cluster),
+#   when a selected site file says "#@ redis cluster" (module-cluster): a
+#   private 6-node Redis Cluster (3 masters + 3 replicas) seeded with the
+#   same customers, each key written to the master of its hash slot
+#   (bench/cluster-split.pl); only those site files use it,
 #   the storefront nginx serving bench/html/index.html,
 #   one front nginx per configuration bench/conf/<name>.conf (1 worker);
 # checks every front with curl (aborting on any failure), measures them with
 # wrk in interleaved rounds, tries Redis hung (SIGSTOP) and killed, and
 # prints a Markdown report (also saved as bench/results/latest.md).
 # A site file with "#@ measure down" (module-breaker) skips the rounds and
-# takes part in the Redis-down runs only.
+# takes part in the Redis-down runs only; one with "#@ redis cluster"
+# (module-cluster) takes part in the rounds only (stopping one node of a
+# cluster is another experiment: failover is covered by t/18-cluster.t).
 #
 # Knobs (environment):
 #   ROUNDS=3 DURATION=8 (seconds; --quick: 1 and 3)  WARMUP=2  CONNS=50
 #   CONFIGS="plain lua-headers module-headers module-inject lua-inject
-#            module-cached module-ab module-breaker"  (configurations
-#            without a bench/conf/<name>.conf file are skipped)
+#            module-cached module-ab module-cluster module-breaker"
+#            (configurations without a bench/conf/<name>.conf file are
+#            skipped)
 #   TRAFFIC="cookie anon"  REDIS_TIMEOUT_MS=50
-#   PIN=1       front on CPU 0; storefront, redis and wrk on CPU 1
+#   PIN=1       front on CPU 0; storefront, redis (and the cluster's
+#               nodes) and wrk on CPU 1
 #               (needs taskset and 2+ CPUs; PIN=0 disables)
 #   OUT=<dir>   keep everything (runs.tsv, raw wrk output, logs) in <dir>;
 #               default: a temp dir, removed at exit
@@ -60,7 +69,7 @@ for arg in "$@"; do
     esac
 done
 
-DEFAULT_CONFIGS="plain lua-headers module-headers module-inject lua-inject module-cached module-ab module-breaker"
+DEFAULT_CONFIGS="plain lua-headers module-headers module-inject lua-inject module-cached module-ab module-cluster module-breaker"
 if [[ $MODE == quick ]]; then
     : "${ROUNDS:=1}" "${DURATION:=3}" "${DOWN_DURATION:=2}" "${BUDGET:=90}"
 else
@@ -110,7 +119,10 @@ done
 # no rounds, Redis-down runs only; "#@ down warmup fill": in the Redis-down
 # runs, a WARMUP-second wrk run after Redis went down, before the measured
 # one (warmup), and a WARMUP-second cookie run just before Redis is stopped
-# or killed, so the cache holds the traffic's customers (fill)
+# or killed, so the cache holds the traffic's customers (fill); "#@ redis
+# cluster": the configuration talks to the private Redis Cluster (its seed
+# node is {{CLUSTER_PORT}}), not the single Redis, and is left out of the
+# Redis-down runs
 verify_kind() {
     local k
     k=$(conf_meta "$BENCH/conf/$1.conf" verify)
@@ -124,11 +136,19 @@ verify_kind() {
     echo "$k"
 }
 
+# uses_cluster CFG: the site file says "#@ redis cluster"
+uses_cluster() { [[ $(conf_meta "$BENCH/conf/$1.conf" redis) == cluster ]]; }
+
 # ---------------------------------------------------------------- preflight
 
-need_lua=0 need_module=0
+need_lua=0 need_module=0 need_redis=0 need_cluster=0
 MEASURE_CONFIGS=() DOWN_ONLY=""
 for c in "${RUN_CONFIGS[@]}"; do
+    case $(conf_meta "$BENCH/conf/$c.conf" redis) in
+        ''|single) need_redis=1 ;;
+        cluster) need_cluster=1 ;;
+        *) fail "bench/conf/$c.conf: unknown '#@ redis $(conf_meta "$BENCH/conf/$c.conf" redis)' (single, cluster)" ;;
+    esac
     for m in $(conf_meta "$BENCH/conf/$c.conf" modules); do
         case $m in
             lua) need_lua=1 ;;
@@ -141,6 +161,8 @@ for c in "${RUN_CONFIGS[@]}"; do
         down) DOWN_ONLY+=" $c" ;;
         *) fail "bench/conf/$c.conf: unknown '#@ measure $(conf_meta "$BENCH/conf/$c.conf" measure)' (all, down)" ;;
     esac
+    [[ " $DOWN_ONLY " == *" $c "* ]] && uses_cluster "$c" &&
+        fail "bench/conf/$c.conf: '#@ measure down' and '#@ redis cluster' (the Redis-down runs stop the single Redis only)"
     for m in $(conf_meta "$BENCH/conf/$c.conf" down); do
         [[ $m == warmup || $m == fill ]] || fail "bench/conf/$c.conf: unknown '#@ down $m' (warmup, fill)"
     done
@@ -150,6 +172,7 @@ done
 for cmd in "$NGINX" redis-server redis-cli wrk curl awk sed cmp; do
     command -v "$cmd" >/dev/null || fail "missing command $cmd (run: make bench, or sh tools/install-deps.sh wrk)"
 done
+[[ $need_cluster == 1 ]] && { command -v perl >/dev/null || fail "missing command perl (splits the cluster's seed by hash slot)"; }
 for c in "${RUN_CONFIGS[@]}"; do
     if [[ $(verify_kind "$c") == inject ]]; then
         command -v python3 >/dev/null || fail "missing command python3 (checks the injected pages of $c)"
@@ -194,6 +217,7 @@ cp "$BENCH/lua/"*.lua "$WORK/lua/"
 chmod -R a+rX "$WORK"
 
 REDIS_PID="" REDIS_PORT="" WRK_PID=""
+CLUSTER_PIDS=() CLUSTER_PORTS=() CLUSTER_PORT="" CLUSTER_SIZE=6
 declare -A PORT=() MASTER=() WORKER=()
 
 cleanup() {
@@ -202,10 +226,10 @@ cleanup() {
     trap - EXIT INT TERM
     [[ -n $WRK_PID ]] && kill -TERM "$WRK_PID" 2>/dev/null
     [[ -n $REDIS_PID ]] && kill -CONT "$REDIS_PID" 2>/dev/null
-    for p in "${MASTER[@]}" $REDIS_PID; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${MASTER[@]}" $REDIS_PID "${CLUSTER_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for _ in $(seq 1 50); do
         left=""
-        for p in "${MASTER[@]}" "${WORKER[@]}" $REDIS_PID $WRK_PID; do
+        for p in "${MASTER[@]}" "${WORKER[@]}" $REDIS_PID "${CLUSTER_PIDS[@]}" $WRK_PID; do
             alive "$p" && left+=" $p"
         done
         [[ -z $left ]] && break
@@ -216,6 +240,12 @@ cleanup() {
     if [[ -n $OUT ]]; then
         for p in "$WORK"/nginx-*/error.log "$WORK/redis/redis.log"; do
             [[ -f $p ]] && cp "$p" "$RES/raw/$(basename "$(dirname "$p")")-$(basename "$p")"
+        done
+        for p in "$WORK"/cluster/*/redis.log; do     # cluster-<port>-redis.log
+            [[ -f $p ]] && cp "$p" "$RES/raw/cluster-$(basename "$(dirname "$p")")-redis.log"
+        done
+        for p in "$WORK"/cluster/*.log; do           # cluster-create.log, ...
+            [[ -f $p ]] && cp "$p" "$RES/raw/cluster-$(basename "$p")"
         done
         say "results kept in $RES"
     fi
@@ -243,7 +273,7 @@ module_rev() {
          "TRAFFIC=\"$TRAFFIC\" CONFIGS=\"${RUN_CONFIGS[*]}\" REDIS_TIMEOUT_MS=$REDIS_TIMEOUT_MS" \
          "N=$N IDS=$IDS SEED=$SEED PIN=$PIN"
     echo "- CPU: $(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) cores" \
-         "(front nginx on CPU ${FRONT_CPU:-any}; storefront, redis, wrk on CPU ${LOAD_CPU:-any})"
+         "(front nginx on CPU ${FRONT_CPU:-any}; storefront, redis$([[ $need_cluster == 1 ]] && echo ", the redis cluster's nodes"), wrk on CPU ${LOAD_CPU:-any})"
     echo "- kernel: $(uname -srm)"
     echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" \
          "(lua-nginx-module $(lua_version), lua-resty-redis $(resty_redis_version || true))"
@@ -251,6 +281,10 @@ module_rev() {
         echo "- module: $(module_rev), $(basename "$MODULE") sha256 $(sha256sum "$WORK/modules/ngx_http_loyalty_module.so" | cut -c1-12)"
     fi
     echo "- redis: $(redis-server --version | awk '{ print $3 }' | sed 's/^v=//')"
+    if [[ $need_cluster == 1 ]]; then
+        echo "- redis cluster (for $(for c in "${RUN_CONFIGS[@]}"; do uses_cluster "$c" && printf '%s ' "$c"; done | sed 's/ $//')):" \
+             "$CLUSTER_SIZE nodes, 3 masters + 3 replicas, cluster-node-timeout 2000 ms, same customers as the single redis"
+    fi
     echo "- wrk: $(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
 } >"$RES/env.md"
 cat "$RES/env.md" >&2
@@ -277,9 +311,152 @@ seed_redis() {
     say "redis on 127.0.0.1:$REDIS_PORT: $keys customers loaded in $(elapsed "$t0") s"
 }
 
-pick_port REDIS_PORT
-start_redis "$REDIS_PORT"
-seed_redis
+# only when a selected configuration uses the single Redis (one without
+# "#@ redis cluster")
+if [[ $need_redis == 1 ]]; then
+    pick_port REDIS_PORT
+    start_redis "$REDIS_PORT"
+    seed_redis
+fi
+
+# ---------------------------------------------------------------- redis cluster
+
+# cluster_ranges: "START-END:PORT" for every slot range of every master, from
+# CLUSTER NODES as the seed node sees it (slots being migrated, "[...]", are
+# left out: there are none in this cluster)
+cluster_ranges() {
+    redis-cli -p "$CLUSTER_PORT" cluster nodes |
+        awk '{ sub(/\r$/, "") }
+             $3 ~ /master/ && $3 !~ /fail/ {
+                 split($2, a, "@"); n = split(a[1], b, ":")
+                 for (i = 9; i <= NF; i++) if ($i !~ /^\[/) { r = $i; if (r !~ /-/) r = r "-" r; print r ":" b[n] } }'
+}
+
+# cluster_roles: "master" and "slave" counts as the seed node sees them
+# (healthy nodes only; a master counts only with slots)
+cluster_roles() {
+    redis-cli -p "$CLUSTER_PORT" cluster nodes 2>/dev/null |
+        awk '{ sub(/\r$/, "") } $3 ~ /fail|handshake|noaddr/ { next }
+             $3 ~ /master/ && NF >= 9 { m++ } $3 ~ /slave/ && $8 == "connected" { s++ }
+             END { printf "%d %d\n", m, s }'
+}
+
+# node_keys PORT: DBSIZE of node PORT; 0 while it cannot tell (a replica
+# answers LOADING during a full resync)
+node_keys() {
+    local n
+    n=$(redis-cli -p "$1" dbsize 2>/dev/null)
+    [[ $n =~ ^[0-9]+$ ]] && echo "$n" || echo 0
+}
+
+# hmget_calls PORT: HMGET commands node PORT has executed
+hmget_calls() {
+    local n
+    n=$(redis-cli -p "$1" info commandstats 2>/dev/null | sed -n 's/^cmdstat_hmget:calls=\([0-9]*\).*/\1/p')
+    echo "${n:-0}"
+}
+
+# start_cluster: CLUSTER_SIZE cluster-enabled redis-servers (no persistence,
+# our process group, on the load CPU like the single Redis), made into 3
+# masters with one replica each by redis-cli --cluster create; waits until
+# every node says cluster_state:ok and the seed node sees 3 masters with
+# slots and 3 connected replicas. The first node is the seed of the site
+# files ({{CLUSTER_PORT}}).
+CLUSTER_MASTERS=() CLUSTER_REPLICAS=()
+start_cluster() {
+    local t0 i port bus dir ok roles busarg=()
+    t0=$(now)
+    mkdir -p "$WORK/cluster"
+    for i in $(seq 1 "$CLUSTER_SIZE"); do
+        pick_port port
+        busarg=()
+        # the bus port would be port + 10000 (31000-38999), partly in the
+        # ephemeral range; redis 7 takes it as an option
+        if [[ $REDIS_MAJOR -ge 7 ]]; then
+            pick_port bus
+            busarg=(--cluster-port "$bus")
+        fi
+        dir=$WORK/cluster/$port
+        mkdir -p "$dir"
+        spawn "$LOAD_CPU" redis-server --bind 127.0.0.1 --port "$port" ${busarg[@]+"${busarg[@]}"} \
+            --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
+            --cluster-node-timeout 2000 --save '' --appendonly no --repl-diskless-sync-delay 0 --dir "$dir" \
+            --logfile "$dir/redis.log" --daemonize no
+        CLUSTER_PIDS+=("$SPAWNED")
+        CLUSTER_PORTS+=("$port")
+    done
+    for port in "${CLUSTER_PORTS[@]}"; do
+        await_port "$port" 10 || fail "redis cluster node on port $port did not start (see its log)"
+    done
+    CLUSTER_PORT=${CLUSTER_PORTS[0]}
+    # shellcheck disable=SC2046
+    redis-cli --cluster create $(printf '127.0.0.1:%s ' "${CLUSTER_PORTS[@]}") \
+        --cluster-replicas 1 --cluster-yes >"$WORK/cluster/create.log" 2>&1 ||
+        { tail -20 "$WORK/cluster/create.log" >&2; fail "redis-cli --cluster create failed"; }
+    for i in $(seq 1 200); do                           # up to 20 s
+        ok=1
+        for port in "${CLUSTER_PORTS[@]}"; do
+            redis-cli -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || { ok=0; break; }
+        done
+        roles=$(cluster_roles)
+        [[ $ok == 1 && $roles == "3 3" ]] && break
+        ok=0
+        sleep 0.1
+    done
+    [[ $ok == 1 ]] || fail "the redis cluster is not ready after 20 s (cluster_state not ok everywhere, or masters/replicas '$roles', expected '3 3')"
+    read -r -a CLUSTER_MASTERS <<<"$(cluster_ranges | sed 's/.*://' | sort -un | tr '\n' ' ')"
+    [[ ${#CLUSTER_MASTERS[@]} == 3 ]] || fail "expected 3 redis cluster masters, found: ${CLUSTER_MASTERS[*]}"
+    CLUSTER_REPLICAS=()
+    for port in "${CLUSTER_PORTS[@]}"; do
+        [[ " ${CLUSTER_MASTERS[*]} " == *" $port "* ]] || CLUSTER_REPLICAS+=("$port")
+    done
+    say "redis cluster on 127.0.0.1: masters ${CLUSTER_MASTERS[*]}, replicas ${CLUSTER_REPLICAS[*]}, seed $CLUSTER_PORT; ready in $(elapsed "$t0") s"
+}
+
+# seed_cluster: bench/seed.awk's commands (the same N customers and catalog
+# as the single Redis), split by hash slot into one file per master
+# (bench/cluster-split.pl) and fed to each master with redis-cli --pipe;
+# checks every master's key count, then waits (up to 10 s) for the replicas.
+seed_cluster() {
+    local t0 t1 t2 port count keys total=0 counts=""
+    t0=$(now)
+    # shellcheck disable=SC2046
+    awk -v n="$N" -f "$BENCH/seed.awk" |
+        perl "$BENCH/cluster-split.pl" "$WORK/cluster" $(cluster_ranges) \
+            >"$WORK/cluster/split.txt" 2>"$WORK/cluster/split.log" ||
+        { cat "$WORK/cluster/split.log" >&2; fail "splitting the seed by hash slot failed"; }
+    t1=$(now)
+    declare -A feed=()
+    while read -r port count; do                    # the three masters at once
+        redis-cli -p "$port" --pipe <"$WORK/cluster/$port.resp" >"$WORK/cluster/seed-$port.log" 2>&1 &
+        feed[$port]=$!
+    done <"$WORK/cluster/split.txt"
+    while read -r port count; do
+        wait "${feed[$port]}" ||
+            { cat "$WORK/cluster/seed-$port.log" >&2; fail "loading customers into redis cluster master $port failed"; }
+        keys=$(redis-cli -p "$port" dbsize)
+        [[ $keys == "$count" ]] || fail "redis cluster master $port holds $keys keys, expected $count"
+        total=$((total + keys)) counts+=" $port:$keys"
+    done <"$WORK/cluster/split.txt"
+    [[ $total == $((N + 1)) ]] || fail "the redis cluster's masters hold $total keys, expected $((N + 1))"
+    t2=$(now)
+    for _ in $(seq 1 100); do
+        total=0
+        for port in "${CLUSTER_REPLICAS[@]}"; do total=$((total + $(node_keys "$port"))); done
+        [[ $total == $((N + 1)) ]] && break
+        sleep 0.1
+    done
+    [[ $total == $((N + 1)) ]] || say "WARNING: the redis cluster's replicas hold $total keys after 10 s, expected $((N + 1))"
+    say "redis cluster: $N customers and the catalog loaded in $(elapsed "$t0") s (keys per master:$counts;" \
+        "split $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s, loaded $(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.1f", b - a }') s, replicas in sync after $(elapsed "$t2") s)"
+}
+
+REDIS_MAJOR=$(redis-server --version | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')
+: "${REDIS_MAJOR:=0}"
+if [[ $need_cluster == 1 ]]; then
+    start_cluster
+    seed_cluster
+fi
 
 # ---------------------------------------------------------------- nginx
 
@@ -296,7 +473,7 @@ start_nginx() {
     done
     fill "$BENCH/conf/nginx.conf.tmpl" "$dir/nginx.conf" "DIR=$dir" "LOAD_MODULES=$mods"
     fill "$site" "$dir/site.conf" "PORT=$port" "STORE_PORT=${PORT[storefront]:-0}" \
-        "REDIS_PORT=$REDIS_PORT" "REDIS_TIMEOUT_MS=$REDIS_TIMEOUT_MS" \
+        "REDIS_PORT=${REDIS_PORT:-0}" "CLUSTER_PORT=${CLUSTER_PORT:-0}" "REDIS_TIMEOUT_MS=$REDIS_TIMEOUT_MS" \
         "HTML_DIR=$WORK/html" "LUA_DIR=$WORK/lua"
     "$NGINX" -t -q -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/test.log" 2>&1 ||
         { cat "$dir/test.log" >&2; fail "nginx -t failed for $name ($site)"; }
@@ -326,9 +503,18 @@ done
 # ---------------------------------------------------------------- verify
 
 KNOWN=$(( N >= 42 ? 42 : 1 )) UNKNOWN=$((N + 1))
-TIER=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$KNOWN" tier)
-POINTS=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$KNOWN" points)
-OFFERS=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$KNOWN" offers)
+# rhget KEY FIELD: from the single Redis or, when no configuration uses it,
+# from the cluster (the same data)
+rhget() {
+    if [[ -n $REDIS_PORT ]]; then
+        redis-cli -p "$REDIS_PORT" hget "$1" "$2"
+    else
+        redis-cli -c -p "$CLUSTER_PORT" hget "$1" "$2"
+    fi
+}
+TIER=$(rhget "loyalty:customer:$KNOWN" tier)
+POINTS=$(rhget "loyalty:customer:$KNOWN" points)
+OFFERS=$(rhget "loyalty:customer:$KNOWN" offers)
 CATALOG_OFFER=free-returns       # bench/seed.awk's catalog offer without conditions
 # two customers the cookie traffic never asks for (bench/wrk/customers.lua's
 # ids, drawn the same way: MINSTD from SEED, exact in doubles), one for each
@@ -340,8 +526,8 @@ read -r PROBE1 PROBE2 <<<"$(awk -v n="$N" -v k="$IDS" -v seed="$SEED" -v known="
     while (c < k) { s = (s * 48271) % 2147483647; id = s % n + 1; if (!(id in seen)) { seen[id] = 1; c++ } }
     for (id = n; id >= 1 && got < 2; id--) if (!(id in seen) && id != known) { printf "%d ", id; got++ } }')"
 : "${PROBE1:=$KNOWN}" "${PROBE2:=$KNOWN}"
-PROBE1_TIER=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$PROBE1" tier)
-PROBE2_TIER=$(redis-cli -p "$REDIS_PORT" hget "loyalty:customer:$PROBE2" tier)
+PROBE1_TIER=$(rhget "loyalty:customer:$PROBE1" tier)
+PROBE2_TIER=$(rhget "loyalty:customer:$PROBE2" tier)
 PAGE=$WORK/html/index.html
 V=$WORK/verify
 mkdir -p "$V"
@@ -393,12 +579,53 @@ await_catalog() {
     return 1
 }
 
+# await_slot_map CFG: wait (up to 5 s) until CFG personalizes the known
+# customer: a cluster configuration's worker loads the slot map once it has
+# started, and fails lookups open until then.
+await_slot_map() {
+    local _
+    for _ in $(seq 1 50); do
+        curl -s --max-time 2 -o /dev/null -D "$V/$1-map.h" -H "Cookie: loyalty_id=$KNOWN" \
+            "http://127.0.0.1:${PORT[$1]}/" 2>/dev/null || true
+        touch "$V/$1-map.h"
+        [[ $(header "$V/$1-map.h" X-Loyalty-Tier) == "$TIER" ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# routed CFG: one request of the known customer makes the master of the
+# key's hash slot execute an HMGET, and no other cluster node
+routed() {
+    local slot owner p d moved=""
+    declare -A before=()
+    slot=$(redis-cli -p "$CLUSTER_PORT" cluster keyslot "loyalty:customer:$KNOWN")
+    owner=$(cluster_ranges | awk -F'[-:]' -v s="$slot" '$1 <= s && s <= $2 { print $3; exit }')
+    for p in "${CLUSTER_PORTS[@]}"; do before[$p]=$(hmget_calls "$p"); done
+    curl -s --max-time 2 -o /dev/null -H "Cookie: loyalty_id=$KNOWN" "http://127.0.0.1:${PORT[$1]}/" || true
+    for p in "${CLUSTER_PORTS[@]}"; do
+        d=$(( $(hmget_calls "$p") - before[$p] ))
+        if [[ $p == "$owner" ]]; then
+            [[ $d -ge 1 ]] || moved+=" no HMGET on the owner $p (slot $slot);"
+        else
+            [[ $d == 0 ]] || moved+=" $d HMGET(s) on $p, not the owner $owner (slot $slot);"
+        fi
+    done
+    [[ -z $moved ]] || { echo "$moved" >&2; return 1; }
+}
+
 verify() {
     local c kind u="loyalty_id=$KNOWN"
-    echo "customer $KNOWN: tier=$TIER points=$POINTS (redis); unknown id: $UNKNOWN"
+    echo "customer $KNOWN: tier=$TIER points=$POINTS (redis$([[ -n $REDIS_PORT ]] || echo " cluster")); unknown id: $UNKNOWN"
     for c in "${RUN_CONFIGS[@]}"; do
         kind=$(verify_kind "$c")
         echo "[$c] ($kind checks)"
+        if uses_cluster "$c"; then
+            ok "the redis cluster holds customer $KNOWN's tier and points (redis-cli -c)" \
+                eq "$(redis-cli -c -p "$CLUSTER_PORT" hget "loyalty:customer:$KNOWN" tier)/$(redis-cli -c -p "$CLUSTER_PORT" hget "loyalty:customer:$KNOWN" points)" "$TIER/$POINTS"
+            ok "the worker has loaded the cluster's slot map (personalizes within 5 s)" await_slot_map "$c"
+            ok "customer: the HMGET went to the master of the key's slot, no other node" routed "$c"
+        fi
         if [[ $kind == inject ]] && with_module "$c"; then
             ok "the worker has fetched the offer catalog (within 5 s)" await_catalog "$c"
         fi
@@ -521,8 +748,16 @@ cache_ttl() {
 # filled entries are past their ttl, so what they show is stale serving;
 # with Redis hung, plain (when it runs) is measured just before them as the
 # reference of module-breaker's target (like the "#@ down warmup" ones)
-DOWN_CONFIGS=() DOWN_ORDER=() FILL_CONFIGS=()
+# A cluster configuration ("#@ redis cluster") is left out: these runs stop
+# the single Redis, which it does not use, and stopping one node of the
+# cluster would be another experiment (failover; t/18-cluster.t covers it).
+DOWN_CONFIGS=() DOWN_ORDER=() FILL_CONFIGS=() NO_DOWN=""
 for c in "${RUN_CONFIGS[@]}"; do
+    if uses_cluster "$c"; then
+        [[ $(conf_meta "$BENCH/conf/$c.conf" measure) == down ]] ||
+            case $(verify_kind "$c") in headers|inject) NO_DOWN+=" $c" ;; esac
+        continue
+    fi
     case $(verify_kind "$c") in headers|inject) DOWN_CONFIGS+=("$c") ;; esac
 done
 for c in ${DOWN_CONFIGS[@]+"${DOWN_CONFIGS[@]}"}; do
@@ -716,6 +951,7 @@ down_run() {
         <(tail -1 "$RES/down.tsv") >&2
 }
 
+[[ $DOWN == 1 && -n $NO_DOWN ]] && say "not in the Redis-down runs (they use the redis cluster):$NO_DOWN"
 if [[ $DOWN == 1 && ${#DOWN_CONFIGS[@]} -gt 0 ]]; then
     printf 'state\tconfig\trps\tp50_us\tp99_us\tstatuses\tstatus_5xx\tpersonalized\trequests\tsocket_errors\tcurl\terror_log_lines\tprep\n' >"$RES/down.tsv"
     : >"$RES/down-resume.txt"
@@ -757,6 +993,10 @@ for c in "${RUN_CONFIGS[@]}"; do
 done
 {
     echo "- wall time: $(elapsed "$START") s for bench/run.sh; quiet-wait gave up ${QUIET_SKIPS} time(s)"
+    if [[ $need_cluster == 1 ]]; then
+        echo "- redis cluster, HMGETs executed per node over the whole run: masters$(for p in "${CLUSTER_MASTERS[@]}"; do printf ' %s: %s,' "$p" "$(hmget_calls "$p")"; done | sed 's/,$//');" \
+             "replicas$(for p in "${CLUSTER_REPLICAS[@]}"; do printf ' %s: %s,' "$p" "$(hmget_calls "$p")"; done | sed 's/,$//')"
+    fi
     [[ -n $crashes ]] && echo "- WARNING: worker crash(es) in:$crashes (see error.log)"
 } >>"$RES/env.md"
 MODE=$MODE "$BENCH/report.sh" "$RES" >"$RES/summary.md"

@@ -20,6 +20,8 @@
 static ngx_int_t ngx_http_loyalty_metrics_handler(ngx_http_request_t *r);
 static u_char *ngx_http_loyalty_metrics_text(u_char *p,
     ngx_http_loyalty_metrics_t *m);
+static u_char *ngx_http_loyalty_metrics_nodes_text(u_char *p,
+    ngx_http_loyalty_metrics_t *m);
 static u_char *ngx_http_loyalty_metrics_json(u_char *p,
     ngx_http_loyalty_metrics_t *m);
 static ngx_int_t ngx_http_loyalty_metrics_init_zone(ngx_shm_zone_t *shm_zone,
@@ -28,6 +30,8 @@ static ngx_int_t ngx_http_loyalty_metrics_init_zone(ngx_shm_zone_t *shm_zone,
 
 /* in the shared zone; NULL in nginx -t and before the zone exists */
 ngx_http_loyalty_metrics_t  *ngx_http_loyalty_metrics;
+
+static ngx_slab_pool_t      *ngx_http_loyalty_metrics_shpool;
 
 
 /* upper bounds of the latency buckets, in microseconds and as printed */
@@ -150,7 +154,7 @@ ngx_http_loyalty_metrics_handler(ngx_http_request_t *r)
 
     /* every line is short and the set of lines is fixed */
 
-    len = 8192;
+    len = 8192 + m->nnodes * 1024;
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -294,6 +298,64 @@ ngx_http_loyalty_metrics_text(u_char *p, ngx_http_loyalty_metrics_t *m)
             m->coalesced, m->invalidations, m->breaker_opens,
             m->breakers_open, m->log_suppressed);
 
+    p = ngx_sprintf(p,
+            "# HELP nginx_loyalty_cluster_map_refreshes_total Redis Cluster "
+            "slot maps loaded (CLUSTER SLOTS), all workers.\n"
+            "# TYPE nginx_loyalty_cluster_map_refreshes_total counter\n"
+            "nginx_loyalty_cluster_map_refreshes_total %uA\n",
+            m->map_refreshes);
+
+    p = ngx_http_loyalty_metrics_nodes_text(p, m);
+
+    return p;
+}
+
+
+/* per Redis node: one series per node and counter */
+
+static u_char *
+ngx_http_loyalty_metrics_nodes_text(u_char *p, ngx_http_loyalty_metrics_t *m)
+{
+    ngx_uint_t                        i, k, n;
+    ngx_http_loyalty_node_metrics_t  *nm;
+
+    static char  *names[] = {
+        "commands", "Commands sent to the node.",
+        "replies", "Replies received from the node.",
+        "errors", "Commands whose connection to the node failed.",
+        "timeouts", "Commands the node did not answer in time."
+    };
+
+    n = ngx_min(m->nnodes, NGX_HTTP_LOYALTY_METRICS_NODES);
+
+    for (k = 0; k < 8; k += 2) {
+        p = ngx_sprintf(p, "# HELP nginx_loyalty_redis_node_%s_total %s\n"
+                        "# TYPE nginx_loyalty_redis_node_%s_total counter\n",
+                        names[k], names[k + 1], names[k]);
+
+        for (i = 0; i < n; i++) {
+            nm = &m->nodes[i];
+            p = ngx_sprintf(p, "nginx_loyalty_redis_node_%s_total"
+                            "{node=\"%s\"} %uA\n", names[k], nm->name,
+                            k == 0 ? nm->commands : k == 2 ? nm->replies
+                            : k == 4 ? nm->errors : nm->timeouts);
+        }
+    }
+
+    p = ngx_sprintf(p, "# HELP nginx_loyalty_redis_node_redirects_total "
+                    "Redis Cluster redirections the node answered with.\n"
+                    "# TYPE nginx_loyalty_redis_node_redirects_total "
+                    "counter\n");
+
+    for (i = 0; i < n; i++) {
+        nm = &m->nodes[i];
+        p = ngx_sprintf(p, "nginx_loyalty_redis_node_redirects_total"
+                        "{node=\"%s\",kind=\"moved\"} %uA\n"
+                        "nginx_loyalty_redis_node_redirects_total"
+                        "{node=\"%s\",kind=\"ask\"} %uA\n",
+                        nm->name, nm->moved, nm->name, nm->ask);
+    }
+
     return p;
 }
 
@@ -342,9 +404,21 @@ ngx_http_loyalty_metrics_json(u_char *p, ngx_http_loyalty_metrics_t *m)
 
     p = ngx_sprintf(p, "},\"coalesced\":%uA,\"invalidations\":%uA,"
                     "\"breaker_opens\":%uA,\"breakers_open\":%uA,"
-                    "\"log_suppressed\":%uA}\n",
+                    "\"log_suppressed\":%uA,\"map_refreshes\":%uA,"
+                    "\"nodes\":{",
                     m->coalesced, m->invalidations, m->breaker_opens,
-                    m->breakers_open, m->log_suppressed);
+                    m->breakers_open, m->log_suppressed, m->map_refreshes);
+
+    for (i = 0; i < ngx_min(m->nnodes, NGX_HTTP_LOYALTY_METRICS_NODES); i++) {
+        p = ngx_sprintf(p, "%s\"%s\":{\"commands\":%uA,\"replies\":%uA,"
+                        "\"errors\":%uA,\"timeouts\":%uA,\"moved\":%uA,"
+                        "\"ask\":%uA}", i ? "," : "", m->nodes[i].name,
+                        m->nodes[i].commands, m->nodes[i].replies,
+                        m->nodes[i].errors, m->nodes[i].timeouts,
+                        m->nodes[i].moved, m->nodes[i].ask);
+    }
+
+    p = ngx_sprintf(p, "}}\n");
 
     return p;
 }
@@ -398,10 +472,13 @@ ngx_http_loyalty_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (data) {
         shm_zone->data = data;
         ngx_http_loyalty_metrics = data;
+        ngx_http_loyalty_metrics_shpool =
+                                    (ngx_slab_pool_t *) shm_zone->shm.addr;
         return NGX_OK;
     }
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    ngx_http_loyalty_metrics_shpool = shpool;
 
     if (shm_zone->shm.exists) {
         shm_zone->data = shpool->data;
@@ -419,4 +496,54 @@ ngx_http_loyalty_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_loyalty_metrics = m;
 
     return NGX_OK;
+}
+
+
+/* a Redis node's counters, by "ip:port": taken the first time it is used */
+
+ngx_http_loyalty_node_metrics_t *
+ngx_http_loyalty_metrics_node(ngx_str_t *name)
+{
+    size_t                            len;
+    ngx_uint_t                        i;
+    ngx_http_loyalty_metrics_t       *m;
+    ngx_http_loyalty_node_metrics_t  *nm;
+
+    m = ngx_http_loyalty_metrics;
+
+    if (m == NULL || ngx_http_loyalty_metrics_shpool == NULL) {
+        return NULL;
+    }
+
+    len = ngx_min(name->len, sizeof(nm->name) - 1);
+
+    ngx_shmtx_lock(&ngx_http_loyalty_metrics_shpool->mutex);
+
+    for (i = 0; i < m->nnodes; i++) {
+        nm = &m->nodes[i];
+
+        if (ngx_strncmp(nm->name, name->data, len) == 0
+            && nm->name[len] == '\0')
+        {
+            goto done;
+        }
+    }
+
+    if (m->nnodes == NGX_HTTP_LOYALTY_METRICS_NODES) {
+        nm = NULL;
+        goto done;
+    }
+
+    nm = &m->nodes[m->nnodes];
+    ngx_memcpy(nm->name, name->data, len);
+    nm->name[len] = '\0';
+
+    ngx_memory_barrier();
+    m->nnodes++;
+
+done:
+
+    ngx_shmtx_unlock(&ngx_http_loyalty_metrics_shpool->mutex);
+
+    return nm;
 }

@@ -111,6 +111,8 @@ static char *ngx_http_loyalty_redis_auth(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_loyalty_redis_breaker(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_loyalty_redis_cluster(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_loyalty_inject(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_loyalty_positive_msec(ngx_conf_t *cf, void *post,
@@ -317,6 +319,20 @@ static ngx_command_t  ngx_http_loyalty_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_loyalty_main_conf_t, invalidate_channel),
+      NULL },
+
+    { ngx_string("loyalty_redis_cluster"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_1MORE,
+      ngx_http_loyalty_redis_cluster,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("loyalty_redis_read_replicas"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_loyalty_loc_conf_t, redis_conf.read_replicas),
       NULL },
 
     { ngx_string("loyalty_redis_breaker"),
@@ -1781,6 +1797,7 @@ ngx_http_loyalty_create_loc_conf(ngx_conf_t *cf)
     conf->cache = NGX_CONF_UNSET_PTR;
     conf->cache_stale = NGX_CONF_UNSET_MSEC;
     conf->redis_conf.breaker_failures = NGX_CONF_UNSET_UINT;
+    conf->redis_conf.read_replicas = NGX_CONF_UNSET;
     conf->redis_conf.breaker_cooldown = NGX_CONF_UNSET_MSEC;
 
     return conf;
@@ -1799,7 +1816,11 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->redis_conf.address.data == NULL) {
         conf->redis_conf.address = prev->redis_conf.address;
+        conf->redis_conf.cluster = prev->redis_conf.cluster;
     }
+
+    ngx_conf_merge_value(conf->redis_conf.read_replicas,
+                         prev->redis_conf.read_replicas, 0);
 
     if (conf->redis_conf.password.data == NULL) {
         conf->redis_conf.user = prev->redis_conf.user;
@@ -1807,6 +1828,14 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_value(conf->redis_conf.db, prev->redis_conf.db, 0);
+
+    if (conf->redis_conf.cluster != NULL && conf->redis_conf.db > 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"loyalty_redis_db\" %i with "
+                           "\"loyalty_redis_cluster\": a Redis Cluster "
+                           "has only database 0", conf->redis_conf.db);
+        return NGX_CONF_ERROR;
+    }
     ngx_conf_merge_uint_value(conf->redis_conf.breaker_failures,
                               prev->redis_conf.breaker_failures, 0);
     ngx_conf_merge_msec_value(conf->redis_conf.breaker_cooldown,
@@ -2005,6 +2034,11 @@ ngx_http_loyalty_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_t  *value;
 
+    if (llcf->redis_conf.cluster != NULL) {
+        return "cannot be combined with \"loyalty_redis_cluster\" in the "
+               "same context";
+    }
+
     if (llcf->redis_conf.address.data != NULL) {
         return "is duplicate";
     }
@@ -2058,6 +2092,65 @@ ngx_http_loyalty_redis_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /* ngx_conf_set_enum_slot's message would not name the directive */
+
+/*
+ * loyalty_redis_cluster address ...;  the seeds; the first also stands as
+ * the level's address, so that a cluster is inherited like loyalty_redis
+ */
+
+static char *
+ngx_http_loyalty_redis_cluster(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_loyalty_loc_conf_t *llcf = conf;
+
+    ngx_str_t   *value, *s;
+    ngx_uint_t   i;
+
+    if (llcf->redis_conf.cluster != NULL) {
+        return "is duplicate";
+    }
+
+    if (llcf->redis_conf.address.data != NULL) {
+        return "cannot be combined with \"loyalty_redis\" in the same "
+               "context";
+    }
+
+    value = cf->args->elts;
+
+    llcf->redis_conf.cluster = ngx_array_create(cf->pool, cf->args->nelts,
+                                                sizeof(ngx_str_t));
+    if (llcf->redis_conf.cluster == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (ngx_http_loyalty_redis_check(cf, &value[i]) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (value[i].len >= 5 && ngx_strncmp(value[i].data, "unix:", 5) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"loyalty_redis_cluster\" node \"%V\": a "
+                               "cluster is reached over TCP, not a unix "
+                               "socket", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        s = ngx_array_push(llcf->redis_conf.cluster);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *s = value[i];
+    }
+
+    llcf->redis_conf.address = value[1];
+
+    return NGX_CONF_OK;
+}
+
 
 /* loyalty_redis_breaker failures=number cooldown=time | off; */
 

@@ -58,6 +58,21 @@ typedef enum {
 #define NGX_HTTP_LOYALTY_LATENCY_BUCKETS 14    /* 13 bounds and +Inf */
 
 
+#define NGX_HTTP_LOYALTY_METRICS_NODES   64
+
+
+/* one Redis node's counters (a cluster has several), found by name */
+typedef struct {
+    u_char                         name[64];   /* "ip:port", NUL */
+    ngx_atomic_t                   commands;
+    ngx_atomic_t                   replies;
+    ngx_atomic_t                   errors;     /* connection failures */
+    ngx_atomic_t                   timeouts;
+    ngx_atomic_t                   moved;
+    ngx_atomic_t                   ask;
+} ngx_http_loyalty_node_metrics_t;
+
+
 /* all workers' counters, in shared memory */
 typedef struct {
     ngx_atomic_t                   lookups[NGX_HTTP_LOYALTY_STATUSES];
@@ -76,6 +91,9 @@ typedef struct {
     ngx_atomic_t                   breaker_opens;
     ngx_atomic_t                   breakers_open;
     ngx_atomic_t                   log_suppressed;
+    ngx_atomic_t                   map_refreshes;
+    ngx_atomic_t                   nnodes;
+    ngx_http_loyalty_node_metrics_t  nodes[NGX_HTTP_LOYALTY_METRICS_NODES];
 } ngx_http_loyalty_metrics_t;
 
 
@@ -214,6 +232,8 @@ typedef struct {
     ngx_int_t                      db;        /* 0 or unset: no SELECT */
     ngx_uint_t                     breaker_failures;  /* 0: no breaker */
     ngx_msec_t                     breaker_cooldown;
+    ngx_array_t                   *cluster;   /* ngx_str_t: the seeds */
+    ngx_flag_t                     read_replicas;
 } ngx_http_loyalty_redis_conf_t;
 
 
@@ -389,6 +409,8 @@ ngx_int_t ngx_http_loyalty_metrics_init(ngx_conf_t *cf);
 char *ngx_http_loyalty_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_loyalty_metrics_latency(ngx_uint_t us);
+ngx_http_loyalty_node_metrics_t *ngx_http_loyalty_metrics_node(
+    ngx_str_t *name);
 ngx_uint_t ngx_http_loyalty_metrics_now_us(void);
 
 /* ngx_http_loyalty_redis.c */

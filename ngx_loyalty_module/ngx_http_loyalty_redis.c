@@ -43,8 +43,16 @@
 #define NGX_HTTP_LOYALTY_REDIS_SUB_PING     5000
 
 
+#define NGX_HTTP_LOYALTY_CLUSTER_SLOTS      16384
+#define NGX_HTTP_LOYALTY_CLUSTER_REDIRECTS  3      /* per command */
+#define NGX_HTTP_LOYALTY_CLUSTER_REFRESH    250    /* ms between refreshes
+                                                    * while nodes fail */
+#define NGX_HTTP_LOYALTY_CLUSTER_PERIOD     10000  /* ms, routine refresh */
+
+
 typedef struct ngx_http_loyalty_redis_node_s  ngx_http_loyalty_redis_node_t;
 typedef struct ngx_http_loyalty_redis_conn_s  ngx_http_loyalty_redis_conn_t;
+typedef struct ngx_http_loyalty_cluster_s     ngx_http_loyalty_cluster_t;
 
 
 struct ngx_http_loyalty_redis_conn_s {
@@ -90,15 +98,47 @@ struct ngx_http_loyalty_redis_node_s {
     ngx_msec_t                       sub_ping;    /* sent, or 0 */
     ngx_msec_t                       sub_ping_after;
 
+    ngx_http_loyalty_cluster_t      *cluster;     /* NULL: single Redis */
+    ngx_http_loyalty_node_metrics_t *metrics;
+
     unsigned                         exiting:1;
     unsigned                         open:1;      /* the breaker */
     unsigned                         subscribed:1;
+    unsigned                         readonly:1;  /* READONLY first */
+};
+
+
+/*
+ * A Redis Cluster, as one worker sees it: the nodes it knows (the seeds
+ * first, then those CLUSTER SLOTS or a redirection named) and, for every
+ * hash slot, its master and a replica.
+ */
+
+struct ngx_http_loyalty_cluster_s {
+    ngx_array_t                      seeds;       /* node *, configuration */
+    ngx_http_loyalty_redis_node_t    tmpl;        /* what new nodes copy */
+    ngx_http_loyalty_redis_node_t  **nodes;
+    ngx_uint_t                       nnodes;
+    ngx_uint_t                       nalloc;
+    ngx_http_loyalty_redis_node_t  **masters;     /* by slot */
+    ngx_http_loyalty_redis_node_t  **replicas;    /* by slot, or NULL */
+    ngx_event_t                      refresh;
+    ngx_msec_t                       refreshed;   /* last CLUSTER SLOTS */
+    ngx_http_loyalty_redis_cmd_t    *refresh_cmd;
+    ngx_http_loyalty_redis_node_t   *refresh_node;
+    ngx_pool_t                      *refresh_pool;
+    ngx_uint_t                       next;        /* node asked next */
+    ngx_http_loyalty_redis_t        *backend;
+
+    unsigned                         read_replicas:1;
+    unsigned                         loaded:1;
 };
 
 
 struct ngx_http_loyalty_redis_s {
     ngx_str_t                        name;
-    ngx_http_loyalty_redis_node_t   *node;
+    ngx_http_loyalty_redis_node_t   *node;        /* single Redis */
+    ngx_http_loyalty_cluster_t      *cluster;     /* or a cluster */
 };
 
 
@@ -108,6 +148,15 @@ struct ngx_http_loyalty_redis_cmd_s {
     ngx_http_loyalty_redis_handler_pt  handler;   /* NULL: nobody waits */
     void                              *data;
     ngx_pool_t                        *pool;
+
+    /* in a cluster: what a redirection needs to send it again */
+    ngx_http_loyalty_redis_cmd_t     **cmdp;      /* the requester's */
+    ngx_uint_t                         argc;
+    ngx_str_t                         *argv;      /* one allocation */
+    ngx_msec_t                         deadline;
+    ngx_uint_t                         redirects;
+    unsigned                           replica:1;
+
     ngx_event_t                        timer;
     ngx_msec_t                         sent;
     ngx_uint_t                         sent_us;   /* for the histogram */
@@ -150,6 +199,32 @@ static void ngx_http_loyalty_redis_probe_reply(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
 static void ngx_http_loyalty_redis_sub_handler(redisAsyncContext *ac,
     void *r, void *privdata);
+static void ngx_http_loyalty_redis_cmd_free(ngx_http_loyalty_redis_cmd_t *cmd);
+static void ngx_http_loyalty_redis_exit_node(
+    ngx_http_loyalty_redis_node_t *node);
+static void ngx_http_loyalty_redis_tick_node(
+    ngx_http_loyalty_redis_node_t *node);
+static void ngx_http_loyalty_redis_init_node(
+    ngx_http_loyalty_redis_node_t *node, ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd,
+    ngx_pool_t *pool, ngx_log_t *log, ngx_msec_t timeout, ngx_uint_t argc,
+    ngx_str_t *argv, ngx_http_loyalty_redis_handler_pt handler, void *data,
+    ngx_http_loyalty_redis_cmd_t **cmdp, ngx_str_t *err);
+static ngx_int_t ngx_http_loyalty_cluster_resend(
+    ngx_http_loyalty_redis_cmd_t *cmd, ngx_http_loyalty_redis_node_t *node,
+    ngx_uint_t asking);
+static ngx_int_t ngx_http_loyalty_cluster_redirect(
+    ngx_http_loyalty_redis_cmd_t *cmd, redisReply *rr);
+static ngx_uint_t ngx_http_loyalty_cluster_slot(u_char *key, size_t len);
+static ngx_http_loyalty_redis_node_t *ngx_http_loyalty_cluster_node(
+    ngx_http_loyalty_cluster_t *c, u_char *host, size_t len, int port);
+static void ngx_http_loyalty_cluster_refresh(ngx_http_loyalty_cluster_t *c,
+    ngx_msec_t delay);
+static void ngx_http_loyalty_cluster_refresh_handler(ngx_event_t *ev);
+static void ngx_http_loyalty_cluster_slots_reply(void *data, ngx_int_t rc,
+    ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
+static ngx_http_loyalty_redis_node_t **ngx_http_loyalty_redis_nodes(
+    ngx_http_loyalty_redis_t *rd, ngx_uint_t *n);
 static void ngx_http_loyalty_redis_init_conn(
     ngx_http_loyalty_redis_conn_t *conn, ngx_http_loyalty_redis_node_t *node,
     ngx_cycle_t *cycle);
@@ -161,8 +236,11 @@ static void ngx_http_loyalty_redis_del_write(void *privdata);
 static void ngx_http_loyalty_redis_cleanup(void *privdata);
 
 static ngx_int_t ngx_http_loyalty_redis_str_eq(ngx_str_t *a, ngx_str_t *b);
+static ngx_http_loyalty_redis_t *ngx_http_loyalty_cluster_add(ngx_conf_t *cf,
+    ngx_http_loyalty_redis_conf_t *rc);
 static ngx_int_t ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf,
-    ngx_str_t *address, ngx_http_loyalty_redis_node_t *node);
+    ngx_str_t *address, ngx_http_loyalty_redis_node_t *node,
+    ngx_uint_t cluster);
 
 
 static ngx_str_t  ngx_http_loyalty_redis_unavailable =
@@ -199,7 +277,10 @@ ngx_http_loyalty_redis_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
 {
     ngx_http_loyalty_redis_node_t  *node;
 
-    /* one node per backend today; a cluster routes by argv[1], the key */
+    if (rd->cluster != NULL) {
+        return ngx_http_loyalty_cluster_send(rd, pool, log, timeout, argc,
+                                             argv, handler, data, cmdp, err);
+    }
 
     node = rd->node;
 
@@ -237,6 +318,10 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
         /* a failure like any other for the breaker */
         ngx_http_loyalty_redis_failed(node);
 
+        if (node->metrics) {
+            (void) ngx_atomic_fetch_add(&node->metrics->errors, 1);
+        }
+
         *err = ngx_http_loyalty_redis_unavailable;
         return node->conns[0].failure;
     }
@@ -266,6 +351,7 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
     cmd->handler = handler;
     cmd->data = data;
     cmd->pool = pool;
+    cmd->cmdp = cmdp;
     cmd->sent = ngx_current_msec;
     cmd->sent_us = ngx_http_loyalty_metrics_now_us();
 
@@ -284,7 +370,13 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
 
     ngx_queue_insert_tail(&conn->cmds, &cmd->queue);
 
-    *cmdp = cmd;
+    if (node->metrics) {
+        (void) ngx_atomic_fetch_add(&node->metrics->commands, 1);
+    }
+
+    if (cmdp != NULL) {
+        *cmdp = cmd;
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
                    "loyalty redis %V: sent %V, conn %p",
@@ -307,6 +399,7 @@ ngx_http_loyalty_redis_cancel(ngx_http_loyalty_redis_cmd_t *cmd)
     cmd->handler = NULL;
     cmd->data = NULL;
     cmd->pool = NULL;
+    cmd->cmdp = NULL;
     cmd->timer.log = ngx_cycle->log;
 
     /* nobody waits for it: it must not delay a graceful shutdown */
@@ -380,6 +473,11 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
         ngx_http_loyalty_redis_failed(conn->node);
     }
 
+    if (conn->node->metrics) {
+        (void) ngx_atomic_fetch_add(rr ? &conn->node->metrics->replies
+                                       : &conn->node->metrics->errors, 1);
+    }
+
     if (rr != NULL) {
         ngx_http_loyalty_metric_add(replies, 1);
         ngx_http_loyalty_metrics_latency(ngx_http_loyalty_metrics_now_us()
@@ -387,8 +485,29 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
     }
 
     if (cmd->handler == NULL) {
-        ngx_free(cmd);
+        ngx_http_loyalty_redis_cmd_free(cmd);
         return;
+    }
+
+    /* a cluster's redirection, or a replica gone: sent again elsewhere */
+
+    if (conn->node->cluster != NULL) {
+
+        if (rr != NULL && rr->type == REDIS_REPLY_ERROR
+            && ngx_http_loyalty_cluster_redirect(cmd, rr) == NGX_OK)
+        {
+            ngx_http_loyalty_redis_cmd_free(cmd);
+            return;
+        }
+
+        if (rr == NULL && cmd->replica
+            && !(conn->closing
+                 && conn->failure == NGX_HTTP_LOYALTY_REDIS_TIMEOUT)
+            && ngx_http_loyalty_cluster_resend(cmd, NULL, 0) == NGX_OK)
+        {
+            ngx_http_loyalty_redis_cmd_free(cmd);
+            return;
+        }
     }
 
     if (rr == NULL) {
@@ -421,6 +540,17 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
 
     } else {
         cmd->handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_REPLY, &reply, NULL);
+    }
+
+    ngx_http_loyalty_redis_cmd_free(cmd);
+}
+
+
+static void
+ngx_http_loyalty_redis_cmd_free(ngx_http_loyalty_redis_cmd_t *cmd)
+{
+    if (cmd->argv != NULL) {
+        ngx_free(cmd->argv);
     }
 
     ngx_free(cmd);
@@ -503,6 +633,10 @@ ngx_http_loyalty_redis_timeout_handler(ngx_event_t *ev)
     conn = cmd->conn;
 
     ngx_http_loyalty_metric_add(timeouts, 1);
+
+    if (conn->node->metrics) {
+        (void) ngx_atomic_fetch_add(&conn->node->metrics->timeouts, 1);
+    }
 
     ngx_http_loyalty_redis_failed(conn->node);
 
@@ -702,6 +836,15 @@ ngx_http_loyalty_redis_setup(ngx_http_loyalty_redis_conn_t *conn)
                                      (void *) "AUTH", argc, args, lens);
     }
 
+    if (node->readonly) {
+        args[0] = "READONLY";
+        lens[0] = 8;
+
+        (void) redisAsyncCommandArgv(conn->ac,
+                                     ngx_http_loyalty_redis_setup_handler,
+                                     (void *) "READONLY", 1, args, lens);
+    }
+
     if (node->db > 0) {
         args[0] = "SELECT";
         lens[0] = 6;
@@ -748,7 +891,7 @@ ngx_http_loyalty_redis_setup_handler(redisAsyncContext *ac, void *r,
                                "loyalty redis \"%V\" %s failed: \"%*s\"",
                                &conn->node->name,
                                what[0] == 'A' ? "authentication (AUTH)"
-                                              : "SELECT",
+                                              : what,
                                ngx_min(rr->len, 128), rr->str);
 
     ngx_http_loyalty_metric_add(errors[NGX_HTTP_LOYALTY_ERR_AUTH], 1);
@@ -1081,37 +1224,81 @@ ngx_int_t
 ngx_http_loyalty_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_loyalty_main_conf_t *lmcf)
 {
-    ngx_uint_t                      i, j;
-    ngx_http_loyalty_redis_t      **rdp;
-    ngx_http_loyalty_redis_conn_t  *conn;
-    ngx_http_loyalty_redis_node_t  *node;
+    ngx_uint_t                       i, j;
+    ngx_http_loyalty_redis_t       **rdp;
+    ngx_http_loyalty_cluster_t      *c;
+    ngx_http_loyalty_redis_node_t  **seeds;
 
     rdp = lmcf->backends.elts;
 
     for (i = 0; i < lmcf->backends.nelts; i++) {
-        node = rdp[i]->node;
-        node->log = cycle->log;
+        c = rdp[i]->cluster;
 
-        node->probe.handler = ngx_http_loyalty_redis_probe_handler;
-        node->probe.data = node;
-        node->probe.log = cycle->log;
-        node->probe.cancelable = 1;
-
-        for (j = 0; j < NGX_HTTP_LOYALTY_REDIS_POOL; j++) {
-            conn = &node->conns[j];
-            ngx_http_loyalty_redis_init_conn(conn, node, cycle);
-            ngx_http_loyalty_redis_connect(conn);
+        if (c == NULL) {
+            ngx_http_loyalty_redis_init_node(rdp[i]->node, cycle);
+            continue;
         }
 
-        if (node->channel.len) {
-            conn = &node->sub;
-            ngx_http_loyalty_redis_init_conn(conn, node, cycle);
-            conn->subscriber = 1;
-            ngx_http_loyalty_redis_connect(conn);
+        /* the slot map and the node list are this worker's */
+
+        c->masters = ngx_calloc(NGX_HTTP_LOYALTY_CLUSTER_SLOTS
+                                * sizeof(void *), cycle->log);
+        c->replicas = ngx_calloc(NGX_HTTP_LOYALTY_CLUSTER_SLOTS
+                                 * sizeof(void *), cycle->log);
+        c->nalloc = c->seeds.nelts + 8;
+        c->nodes = ngx_alloc(c->nalloc * sizeof(void *), cycle->log);
+
+        if (c->masters == NULL || c->replicas == NULL || c->nodes == NULL) {
+            return NGX_ERROR;
         }
+
+        c->refresh.handler = ngx_http_loyalty_cluster_refresh_handler;
+        c->refresh.data = c;
+        c->refresh.log = cycle->log;
+        c->refresh.cancelable = 1;
+
+        seeds = c->seeds.elts;
+
+        for (j = 0; j < c->seeds.nelts; j++) {
+            c->nodes[c->nnodes++] = seeds[j];
+            ngx_http_loyalty_redis_init_node(seeds[j], cycle);
+        }
+
+        /* asked as soon as the loop runs, behind the connects */
+        ngx_add_timer(&c->refresh, 1);
     }
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_loyalty_redis_init_node(ngx_http_loyalty_redis_node_t *node,
+    ngx_cycle_t *cycle)
+{
+    ngx_uint_t                      j;
+    ngx_http_loyalty_redis_conn_t  *conn;
+
+    node->log = cycle->log;
+    node->metrics = ngx_http_loyalty_metrics_node(&node->name);
+
+    node->probe.handler = ngx_http_loyalty_redis_probe_handler;
+    node->probe.data = node;
+    node->probe.log = cycle->log;
+    node->probe.cancelable = 1;
+
+    for (j = 0; j < NGX_HTTP_LOYALTY_REDIS_POOL; j++) {
+        conn = &node->conns[j];
+        ngx_http_loyalty_redis_init_conn(conn, node, cycle);
+        ngx_http_loyalty_redis_connect(conn);
+    }
+
+    if (node->channel.len) {
+        conn = &node->sub;
+        ngx_http_loyalty_redis_init_conn(conn, node, cycle);
+        conn->subscriber = 1;
+        ngx_http_loyalty_redis_connect(conn);
+    }
 }
 
 
@@ -1140,42 +1327,59 @@ void
 ngx_http_loyalty_redis_exit_process(ngx_cycle_t *cycle,
     ngx_http_loyalty_main_conf_t *lmcf)
 {
-    ngx_uint_t                      i, j;
-    ngx_http_loyalty_redis_t      **rdp;
-    ngx_http_loyalty_redis_conn_t  *conn;
-    ngx_http_loyalty_redis_node_t  *node;
+    ngx_uint_t                       i, k, n;
+    ngx_http_loyalty_redis_t       **rdp;
+    ngx_http_loyalty_redis_node_t  **nodes;
 
     rdp = lmcf->backends.elts;
 
     for (i = 0; i < lmcf->backends.nelts; i++) {
-        node = rdp[i]->node;
-        node->exiting = 1;
 
-        if (node->probe.timer_set) {
-            ngx_del_timer(&node->probe);
+        if (rdp[i]->cluster && rdp[i]->cluster->refresh.timer_set) {
+            ngx_del_timer(&rdp[i]->cluster->refresh);
         }
 
-        /* the shared gauge must not keep this worker's open breaker */
+        nodes = ngx_http_loyalty_redis_nodes(rdp[i], &n);
 
-        if (node->open) {
-            node->open = 0;
-            ngx_http_loyalty_metric_add(breakers_open, -1);
+        for (k = 0; k < n; k++) {
+            ngx_http_loyalty_redis_exit_node(nodes[k]);
+        }
+    }
+}
+
+
+static void
+ngx_http_loyalty_redis_exit_node(ngx_http_loyalty_redis_node_t *node)
+{
+    ngx_uint_t                      j;
+    ngx_http_loyalty_redis_conn_t  *conn;
+
+    node->exiting = 1;
+
+    if (node->probe.timer_set) {
+        ngx_del_timer(&node->probe);
+    }
+
+    /* the shared gauge must not keep this worker's open breaker */
+
+    if (node->open) {
+        node->open = 0;
+        ngx_http_loyalty_metric_add(breakers_open, -1);
+    }
+
+    for (j = 0; j <= NGX_HTTP_LOYALTY_REDIS_POOL; j++) {
+        conn = (j < NGX_HTTP_LOYALTY_REDIS_POOL) ? &node->conns[j]
+                                                 : &node->sub;
+
+        if (conn->node == NULL) {
+            continue;
         }
 
-        for (j = 0; j <= NGX_HTTP_LOYALTY_REDIS_POOL; j++) {
-            conn = (j < NGX_HTTP_LOYALTY_REDIS_POOL) ? &node->conns[j]
-                                                     : &node->sub;
-
-            if (conn->node == NULL) {
-                continue;
-            }
-
-            if (conn->reconnect.timer_set) {
-                ngx_del_timer(&conn->reconnect);
-            }
-
-            ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_FAILED);
+        if (conn->reconnect.timer_set) {
+            ngx_del_timer(&conn->reconnect);
         }
+
+        ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_FAILED);
     }
 }
 
@@ -1193,6 +1397,13 @@ static void
 ngx_http_loyalty_redis_failed(ngx_http_loyalty_redis_node_t *node)
 {
     node->failures++;
+
+    /* a failing node may have been replaced: ask the cluster soon */
+
+    if (node->cluster != NULL && !node->exiting) {
+        ngx_http_loyalty_cluster_refresh(node->cluster,
+                                         NGX_HTTP_LOYALTY_CLUSTER_REFRESH);
+    }
 
     if (node->threshold == 0 || node->open
         || node->failures < node->threshold || node->exiting)
@@ -1360,6 +1571,660 @@ ngx_http_loyalty_redis_sub_handler(redisAsyncContext *ac, void *r,
 
 
 /*
+ * Redis Cluster.  A command goes to the master of its key's hash slot
+ * (a replica for HMGET with loyalty_redis_read_replicas on), as the map
+ * of CLUSTER SLOTS says; MOVED updates the map and sends the command
+ * again, ASK sends ASKING and the command once to the named node, both
+ * within the command's original deadline.
+ */
+
+static ngx_int_t
+ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
+    ngx_log_t *log, ngx_msec_t timeout, ngx_uint_t argc, ngx_str_t *argv,
+    ngx_http_loyalty_redis_handler_pt handler, void *data,
+    ngx_http_loyalty_redis_cmd_t **cmdp, ngx_str_t *err)
+{
+    u_char                         *p;
+    size_t                          size;
+    ngx_int_t                       rc;
+    ngx_str_t                      *key;
+    ngx_uint_t                      i, slot, replica;
+    ngx_http_loyalty_cluster_t     *c;
+    ngx_http_loyalty_redis_cmd_t   *cmd;
+    ngx_http_loyalty_redis_node_t  *node, *r;
+
+    c = rd->cluster;
+
+    if (!c->loaded) {
+        ngx_http_loyalty_cluster_refresh(c, 0);
+        ngx_str_set(err, "cluster slot map not loaded yet");
+        return NGX_HTTP_LOYALTY_REDIS_FAILED;
+    }
+
+    /* EVAL script numkeys key ...: the key is the fourth word */
+
+    key = (argc > 3 && argv[0].len == 4
+           && ngx_strncasecmp(argv[0].data, (u_char *) "EVAL", 4) == 0)
+          ? &argv[3] : &argv[argc > 1 ? 1 : 0];
+
+    slot = ngx_http_loyalty_cluster_slot(key->data, key->len);
+
+    node = c->masters[slot];
+    replica = 0;
+
+    if (c->read_replicas && argv[0].len == 5
+        && ngx_strncasecmp(argv[0].data, (u_char *) "HMGET", 5) == 0)
+    {
+        r = c->replicas[slot];
+
+        if (r != NULL && !r->open && ngx_http_loyalty_redis_pick(r) != NULL
+            && r->conns[0].connected | r->conns[1].connected)
+        {
+            node = r;
+            replica = 1;
+        }
+    }
+
+    if (node == NULL) {
+        ngx_http_loyalty_cluster_refresh(c, 0);
+        ngx_str_set(err, "no cluster node serves the slot");
+        return NGX_HTTP_LOYALTY_REDIS_FAILED;
+    }
+
+    if (node->open) {
+        *err = ngx_http_loyalty_redis_breaker;
+        return NGX_HTTP_LOYALTY_REDIS_BYPASS;
+    }
+
+    rc = ngx_http_loyalty_redis_send_node(node, pool, log, timeout, argc,
+                                          argv, handler, data, &cmd, err);
+
+    if (rc != NGX_AGAIN) {
+        return rc;
+    }
+
+    if (cmdp != NULL) {
+        *cmdp = cmd;
+    }
+
+    cmd->cmdp = cmdp;
+    cmd->deadline = ngx_current_msec + timeout;
+    cmd->replica = replica;
+
+    /* a copy of the words, for a redirection */
+
+    size = argc * sizeof(ngx_str_t);
+
+    for (i = 0; i < argc; i++) {
+        size += argv[i].len;
+    }
+
+    cmd->argv = ngx_alloc(size, log);
+    if (cmd->argv == NULL) {
+        /* still on its way: only a redirection would fail */
+        return NGX_AGAIN;
+    }
+
+    p = (u_char *) &cmd->argv[argc];
+
+    for (i = 0; i < argc; i++) {
+        cmd->argv[i].data = p;
+        cmd->argv[i].len = argv[i].len;
+        p = ngx_cpymem(p, argv[i].data, argv[i].len);
+    }
+
+    cmd->argc = argc;
+
+    return NGX_AGAIN;
+}
+
+
+/*
+ * Sends cmd again, to node (NULL: the slot's master), for what is left of
+ * its deadline; the new command takes over the handler, the requester's
+ * pointer and the words.  NGX_OK: the handler is the new command's now.
+ */
+
+static ngx_int_t
+ngx_http_loyalty_cluster_resend(ngx_http_loyalty_redis_cmd_t *cmd,
+    ngx_http_loyalty_redis_node_t *node, ngx_uint_t asking)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       err, word, *key;
+    ngx_msec_int_t                  left;
+    ngx_http_loyalty_cluster_t     *c;
+    ngx_http_loyalty_redis_cmd_t   *ncmd;
+
+    c = cmd->conn->node->cluster;
+
+    if (cmd->argv == NULL
+        || cmd->redirects >= NGX_HTTP_LOYALTY_CLUSTER_REDIRECTS)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (node == NULL) {
+        key = (cmd->argc > 3 && cmd->argv[0].len == 4
+               && ngx_strncasecmp(cmd->argv[0].data, (u_char *) "EVAL", 4)
+                  == 0)
+              ? &cmd->argv[3] : &cmd->argv[cmd->argc > 1 ? 1 : 0];
+
+        node = c->masters[ngx_http_loyalty_cluster_slot(key->data,
+                                                        key->len)];
+    }
+
+    left = (ngx_msec_int_t) (cmd->deadline - ngx_current_msec);
+
+    if (node == NULL || node->open || left <= 0) {
+        return NGX_DECLINED;
+    }
+
+    if (asking) {
+        ngx_str_set(&word, "ASKING");
+
+        rc = ngx_http_loyalty_redis_send_node(node, NULL, ngx_cycle->log,
+                                              (ngx_msec_t) left, 1, &word,
+                                              NULL, NULL, NULL, &err);
+        if (rc != NGX_AGAIN) {
+            return NGX_DECLINED;
+        }
+    }
+
+    rc = ngx_http_loyalty_redis_send_node(node, cmd->pool, cmd->timer.log,
+                                          (ngx_msec_t) left, cmd->argc,
+                                          cmd->argv, cmd->handler, cmd->data,
+                                          &ncmd, &err);
+    if (rc != NGX_AGAIN) {
+        return NGX_DECLINED;
+    }
+
+    ncmd->cmdp = cmd->cmdp;
+    ncmd->argc = cmd->argc;
+    ncmd->argv = cmd->argv;
+    ncmd->deadline = cmd->deadline;
+    ncmd->redirects = cmd->redirects + 1;
+
+    if (ncmd->cmdp != NULL) {
+        *ncmd->cmdp = ncmd;
+    }
+
+    cmd->argv = NULL;
+    cmd->handler = NULL;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "loyalty redis cluster: %V sent again to \"%V\"",
+                   &ncmd->argv[0], &node->name);
+
+    return NGX_OK;
+}
+
+
+/* "MOVED 3999 127.0.0.1:6381" or "ASK 3999 127.0.0.1:6381" */
+
+static ngx_int_t
+ngx_http_loyalty_cluster_redirect(ngx_http_loyalty_redis_cmd_t *cmd,
+    redisReply *rr)
+{
+    u_char                         *p, *last, *host, *colon;
+    ngx_int_t                       slot, port;
+    ngx_uint_t                      ask;
+    ngx_http_loyalty_cluster_t     *c;
+    ngx_http_loyalty_redis_node_t  *node, *from;
+
+    p = (u_char *) rr->str;
+    last = p + rr->len;
+
+    if (rr->len > 6 && ngx_strncmp(p, "MOVED ", 6) == 0) {
+        ask = 0;
+        p += 6;
+
+    } else if (rr->len > 4 && ngx_strncmp(p, "ASK ", 4) == 0) {
+        ask = 1;
+        p += 4;
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+    host = ngx_strlchr(p, last, ' ');
+    if (host == NULL) {
+        return NGX_DECLINED;
+    }
+
+    slot = ngx_atoi(p, host - p);
+    host++;
+
+    colon = NULL;
+
+    for (p = last - 1; p > host; p--) {
+        if (*p == ':') {
+            colon = p;
+            break;
+        }
+    }
+
+    if (slot == NGX_ERROR || slot >= NGX_HTTP_LOYALTY_CLUSTER_SLOTS
+        || colon == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    port = ngx_atoi(colon + 1, last - colon - 1);
+    if (port == NGX_ERROR || port < 1 || port > 65535) {
+        return NGX_DECLINED;
+    }
+
+    from = cmd->conn->node;
+    c = from->cluster;
+
+    node = ngx_http_loyalty_cluster_node(c, host, colon - host, (int) port);
+    if (node == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (from->metrics) {
+        (void) ngx_atomic_fetch_add(ask ? &from->metrics->ask
+                                        : &from->metrics->moved, 1);
+    }
+
+    if (!ask) {
+        /* the slot has moved for good: note it, and reload the map */
+        c->masters[slot] = node;
+        ngx_http_loyalty_cluster_refresh(c, 0);
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "loyalty redis cluster: %s slot %i to \"%V\"",
+                   ask ? "ASK" : "MOVED", slot, &node->name);
+
+    return ngx_http_loyalty_cluster_resend(cmd, node, ask);
+}
+
+
+/* CRC16 (XMODEM) of the key, or of its {hash tag}, mod 16384 */
+
+static ngx_uint_t
+ngx_http_loyalty_cluster_slot(u_char *key, size_t len)
+{
+    size_t     i, s, e;
+    uint16_t   crc;
+    ngx_uint_t  b;
+
+    for (s = 0; s < len; s++) {
+        if (key[s] == '{') {
+            break;
+        }
+    }
+
+    if (s < len) {
+        for (e = s + 1; e < len; e++) {
+            if (key[e] == '}') {
+                break;
+            }
+        }
+
+        if (e < len && e != s + 1) {
+            key += s + 1;
+            len = e - s - 1;
+        }
+    }
+
+    crc = 0;
+
+    for (i = 0; i < len; i++) {
+        crc ^= (uint16_t) key[i] << 8;
+
+        for (b = 0; b < 8; b++) {
+            crc = (crc & 0x8000) ? (uint16_t) ((crc << 1) ^ 0x1021)
+                                 : (uint16_t) (crc << 1);
+        }
+    }
+
+    return crc & (NGX_HTTP_LOYALTY_CLUSTER_SLOTS - 1);
+}
+
+
+/* a known node, or a new one (connected at once) */
+
+static ngx_http_loyalty_redis_node_t *
+ngx_http_loyalty_cluster_node(ngx_http_loyalty_cluster_t *c, u_char *host,
+    size_t len, int port)
+{
+    u_char                          *p;
+    ngx_uint_t                       i;
+    ngx_http_loyalty_redis_node_t   *node, **nodes;
+
+    for (i = 0; i < c->nnodes; i++) {
+        node = c->nodes[i];
+
+        if (node->port == port && node->host.len == len
+            && ngx_strncmp(node->host.data, host, len) == 0)
+        {
+            return node;
+        }
+    }
+
+    if (len == 0 || len > NGX_INET6_ADDRSTRLEN
+        || (ngx_inet_addr(host, len) == INADDR_NONE
+#if (NGX_HAVE_INET6)
+            && ngx_strlchr(host, host + len, ':') == NULL
+#endif
+           ))
+    {
+        ngx_http_loyalty_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                                   "cluster bad node",
+                                   "loyalty redis cluster: node \"%*s\" is "
+                                   "not a numeric address, ignored",
+                                   len, host);
+        return NULL;
+    }
+
+    if (c->nnodes == c->nalloc) {
+        nodes = ngx_alloc((c->nalloc * 2 + 8) * sizeof(void *),
+                          ngx_cycle->log);
+        if (nodes == NULL) {
+            return NULL;
+        }
+
+        if (c->nnodes) {
+            ngx_memcpy(nodes, c->nodes, c->nnodes * sizeof(void *));
+            ngx_free(c->nodes);
+        }
+
+        c->nodes = nodes;
+        c->nalloc = c->nalloc * 2 + 8;
+    }
+
+    node = ngx_calloc(sizeof(ngx_http_loyalty_redis_node_t) + 2 * len
+                      + sizeof(":65535"), ngx_cycle->log);
+    if (node == NULL) {
+        return NULL;
+    }
+
+    *node = c->tmpl;
+    ngx_memzero(&node->conns, sizeof(node->conns));
+    ngx_memzero(&node->sub, sizeof(node->sub));
+    ngx_memzero(&node->probe, sizeof(ngx_event_t));
+
+    p = (u_char *) &node[1];
+
+    node->host.data = p;
+    node->host.len = len;
+    p = ngx_cpymem(p, host, len);
+    *p++ = '\0';
+
+    node->name.data = p;
+    node->name.len = ngx_sprintf(p, "%*s:%d", len, host, port) - p;
+
+    node->port = port;
+
+    c->nodes[c->nnodes++] = node;
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "loyalty redis cluster: node \"%V\" added", &node->name);
+
+    ngx_http_loyalty_redis_init_node(node, (ngx_cycle_t *) ngx_cycle);
+
+    return node;
+}
+
+
+/* asks for the slot map in delay ms, unless asked more recently */
+
+static void
+ngx_http_loyalty_cluster_refresh(ngx_http_loyalty_cluster_t *c,
+    ngx_msec_t delay)
+{
+    ngx_msec_t  since;
+
+    if (c->refresh.handler == NULL || ngx_exiting || ngx_quit
+        || ngx_terminate)
+    {
+        return;
+    }
+
+    since = ngx_current_msec - c->refreshed;
+
+    if (c->refreshed && since < NGX_HTTP_LOYALTY_CLUSTER_REFRESH) {
+        delay = ngx_max(delay, NGX_HTTP_LOYALTY_CLUSTER_REFRESH - since);
+    }
+
+    if (c->refresh.timer_set) {
+        if ((ngx_msec_int_t) (c->refresh.timer.key - ngx_current_msec)
+            <= (ngx_msec_int_t) delay)
+        {
+            return;
+        }
+
+        ngx_del_timer(&c->refresh);
+    }
+
+    ngx_add_timer(&c->refresh, delay ? delay : 1);
+}
+
+
+static void
+ngx_http_loyalty_cluster_refresh_handler(ngx_event_t *ev)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       argv[2], err;
+    ngx_uint_t                      i;
+    ngx_http_loyalty_cluster_t     *c;
+    ngx_http_loyalty_redis_node_t  *node;
+
+    c = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (c->refresh_cmd != NULL) {
+        /* the reply schedules the next one */
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_LOYALTY_CLUSTER_PERIOD);
+
+    ngx_str_set(&argv[0], "CLUSTER");
+    ngx_str_set(&argv[1], "SLOTS");
+
+    /* any node that is up may answer; the next one next time */
+
+    for (i = 0; i < c->nnodes; i++) {
+        node = c->nodes[(c->next + i) % c->nnodes];
+
+        if (ngx_http_loyalty_redis_pick(node) == NULL) {
+            continue;
+        }
+
+        c->refresh_pool = ngx_create_pool(4096, ngx_cycle->log);
+        if (c->refresh_pool == NULL) {
+            return;
+        }
+
+        rc = ngx_http_loyalty_redis_send_node(node, c->refresh_pool,
+                                              ngx_cycle->log, 1000, 2, argv,
+                                          ngx_http_loyalty_cluster_slots_reply,
+                                              c, &c->refresh_cmd, &err);
+        if (rc == NGX_AGAIN) {
+            c->next = (c->next + i + 1) % c->nnodes;
+            c->refresh_node = node;
+            c->refreshed = ngx_current_msec;
+
+            /* it must not hold a worker that shuts down */
+            c->refresh_cmd->timer.cancelable = 1;
+            return;
+        }
+
+        c->refresh_cmd = NULL;
+        ngx_destroy_pool(c->refresh_pool);
+        c->refresh_pool = NULL;
+    }
+
+    ngx_http_loyalty_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                               "cluster unreachable",
+                               "loyalty redis cluster \"%V\": no node to "
+                               "ask for the slot map", &c->backend->name);
+
+    ngx_del_timer(ev);
+    ngx_add_timer(ev, NGX_HTTP_LOYALTY_CLUSTER_REFRESH);
+}
+
+
+/*
+ * CLUSTER SLOTS: [[start, end, [ip, port, id], [replica ip, port, id],
+ * ...], ...].  Slots no entry covers have no node until the next map.
+ */
+
+static void
+ngx_http_loyalty_cluster_slots_reply(void *data, ngx_int_t rc,
+    ngx_http_loyalty_reply_t *reply, ngx_str_t *err)
+{
+    ngx_http_loyalty_cluster_t *c = data;
+
+    size_t                          len;
+    u_char                         *host;
+    ngx_int_t                       n;
+    ngx_uint_t                      i, j, s, covered;
+    ngx_http_loyalty_reply_t       *e, *m;
+    ngx_http_loyalty_redis_node_t  *master, *replica, *asked;
+
+    c->refresh_cmd = NULL;
+    asked = c->refresh_node;
+
+    if (asked->exiting) {
+        goto done;
+    }
+
+    if (rc != NGX_HTTP_LOYALTY_REDIS_REPLY
+        || reply->type != NGX_HTTP_LOYALTY_REPLY_ARRAY
+        || reply->nelts == 0)
+    {
+        ngx_http_loyalty_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                                   "cluster map failed",
+                                   "loyalty redis cluster \"%V\": CLUSTER "
+                                   "SLOTS from \"%V\" failed: %V",
+                                   &c->backend->name, &asked->name,
+                                   rc == NGX_HTTP_LOYALTY_REDIS_REPLY
+                                   ? &reply->str : err);
+        goto done;
+    }
+
+    ngx_memzero(c->masters,
+                NGX_HTTP_LOYALTY_CLUSTER_SLOTS * sizeof(void *));
+    ngx_memzero(c->replicas,
+                NGX_HTTP_LOYALTY_CLUSTER_SLOTS * sizeof(void *));
+
+    covered = 0;
+
+    for (i = 0; i < reply->nelts; i++) {
+        e = &reply->elts[i];
+
+        if (e->type != NGX_HTTP_LOYALTY_REPLY_ARRAY || e->nelts < 3
+            || e->elts[0].type != NGX_HTTP_LOYALTY_REPLY_INTEGER
+            || e->elts[1].type != NGX_HTTP_LOYALTY_REPLY_INTEGER
+            || e->elts[0].integer < 0
+            || e->elts[1].integer >= NGX_HTTP_LOYALTY_CLUSTER_SLOTS
+            || e->elts[0].integer > e->elts[1].integer)
+        {
+            continue;
+        }
+
+        master = NULL;
+        replica = NULL;
+
+        for (j = 2; j < e->nelts; j++) {
+            m = &e->elts[j];
+
+            if (m->type != NGX_HTTP_LOYALTY_REPLY_ARRAY || m->nelts < 2
+                || m->elts[0].type != NGX_HTTP_LOYALTY_REPLY_STRING
+                || m->elts[1].type != NGX_HTTP_LOYALTY_REPLY_INTEGER)
+            {
+                continue;
+            }
+
+            host = m->elts[0].str.data;
+            len = m->elts[0].str.len;
+            n = (ngx_int_t) m->elts[1].integer;
+
+            /* an empty or "?" endpoint: the node that answered */
+
+            if (len == 0 || (len == 1 && host[0] == '?')) {
+                host = asked->host.data;
+                len = asked->host.len;
+            }
+
+            if (n < 1 || n > 65535) {
+                continue;
+            }
+
+            if (j == 2) {
+                master = ngx_http_loyalty_cluster_node(c, host, len, (int) n);
+
+            } else if (replica == NULL) {
+                replica = ngx_http_loyalty_cluster_node(c, host, len,
+                                                        (int) n);
+            }
+        }
+
+        if (master == NULL) {
+            continue;
+        }
+
+        for (s = (ngx_uint_t) e->elts[0].integer;
+             s <= (ngx_uint_t) e->elts[1].integer;
+             s++)
+        {
+            c->masters[s] = master;
+            c->replicas[s] = replica;
+        }
+
+        covered += e->elts[1].integer - e->elts[0].integer + 1;
+    }
+
+    c->loaded = 1;
+
+    ngx_http_loyalty_metric_add(map_refreshes, 1);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "loyalty redis cluster \"%V\": map from \"%V\", %ui "
+                   "slots covered", &c->backend->name, &asked->name,
+                   covered);
+
+    if (covered < NGX_HTTP_LOYALTY_CLUSTER_SLOTS) {
+        /* a failover in progress: look again soon */
+        ngx_http_loyalty_cluster_refresh(c, NGX_HTTP_LOYALTY_CLUSTER_REFRESH);
+    }
+
+done:
+
+    if (c->refresh_pool != NULL) {
+        ngx_destroy_pool(c->refresh_pool);
+        c->refresh_pool = NULL;
+    }
+
+    if (!c->loaded) {
+        ngx_http_loyalty_cluster_refresh(c, NGX_HTTP_LOYALTY_CLUSTER_REFRESH);
+    }
+}
+
+
+/* the nodes of a backend: one, or a cluster's (this worker's) */
+
+static ngx_http_loyalty_redis_node_t **
+ngx_http_loyalty_redis_nodes(ngx_http_loyalty_redis_t *rd, ngx_uint_t *n)
+{
+    if (rd->cluster != NULL) {
+        *n = rd->cluster->nnodes;
+        return rd->cluster->nodes;
+    }
+
+    *n = 1;
+    return &rd->node;
+}
+
+
+/*
  * Every second: the subscriber connection subscribes again every
  * NGX_HTTP_LOYALTY_REDIS_SUB_PING ms; one that has not confirmed within
  * as long is dead (a silent network partition) and is reopened.  Until
@@ -1369,51 +2234,56 @@ ngx_http_loyalty_redis_sub_handler(redisAsyncContext *ac, void *r,
 void
 ngx_http_loyalty_redis_tick(ngx_http_loyalty_main_conf_t *lmcf)
 {
-    ngx_uint_t                      i;
-    ngx_http_loyalty_redis_t      **rdp;
-    ngx_http_loyalty_redis_conn_t  *conn;
-    ngx_http_loyalty_redis_node_t  *node;
+    ngx_uint_t                       i, k, n;
+    ngx_http_loyalty_redis_t       **rdp;
+    ngx_http_loyalty_redis_node_t  **nodes;
 
     rdp = lmcf->backends.elts;
 
     for (i = 0; i < lmcf->backends.nelts; i++) {
-        node = rdp[i]->node;
-        conn = &node->sub;
+        nodes = ngx_http_loyalty_redis_nodes(rdp[i], &n);
 
-        if (node->channel.len == 0 || conn->ac == NULL || conn->closing
-            || !node->subscribed)
-        {
-            continue;
+        for (k = 0; k < n; k++) {
+            ngx_http_loyalty_redis_tick_node(nodes[k]);
+        }
+    }
+}
+
+
+static void
+ngx_http_loyalty_redis_tick_node(ngx_http_loyalty_redis_node_t *node)
+{
+    ngx_http_loyalty_redis_conn_t  *conn;
+
+    conn = &node->sub;
+
+    if (node->channel.len == 0 || conn->ac == NULL || conn->closing
+        || !node->subscribed)
+    {
+        return;
+    }
+
+    if (node->sub_ping == 0) {
+        if ((ngx_msec_int_t) (ngx_current_msec - node->sub_ping_after) < 0) {
+            return;
         }
 
-        if (node->sub_ping == 0) {
-            if ((ngx_msec_int_t) (ngx_current_msec - node->sub_ping_after)
-                < 0)
-            {
-                continue;
-            }
+        node->sub_ping = ngx_current_msec;
 
-            node->sub_ping = ngx_current_msec;
+        (void) redisAsyncCommand(conn->ac, ngx_http_loyalty_redis_sub_handler,
+                                 conn, "SUBSCRIBE %b", node->channel.data,
+                                 node->channel.len);
+        return;
+    }
 
-            (void) redisAsyncCommand(conn->ac,
-                                     ngx_http_loyalty_redis_sub_handler,
-                                     conn, "SUBSCRIBE %b", node->channel.data,
-                                     node->channel.len);
-            continue;
-        }
+    if (ngx_current_msec - node->sub_ping >= NGX_HTTP_LOYALTY_REDIS_SUB_PING) {
+        ngx_http_loyalty_log_error(NGX_LOG_ERR, node->log, 0,
+                                   "redis subscriber silent",
+                                   "loyalty redis \"%V\": the invalidation "
+                                   "subscriber did not answer, reconnecting",
+                                   &node->name);
 
-        if (ngx_current_msec - node->sub_ping
-            >= NGX_HTTP_LOYALTY_REDIS_SUB_PING)
-        {
-            ngx_http_loyalty_log_error(NGX_LOG_ERR, node->log, 0,
-                                       "redis subscriber silent",
-                                       "loyalty redis \"%V\": the "
-                                       "invalidation subscriber did not "
-                                       "answer, reconnecting",
-                                       &node->name);
-
-            ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_TIMEOUT);
-        }
+        ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_TIMEOUT);
     }
 }
 
@@ -1424,8 +2294,25 @@ ngx_int_t
 ngx_http_loyalty_redis_subscribe(ngx_http_loyalty_redis_t *rd,
     ngx_str_t *channel)
 {
-    rd->node->backend = rd;
-    rd->node->channel = *channel;
+    ngx_uint_t                       i;
+    ngx_http_loyalty_redis_node_t  **seeds;
+
+    if (rd->cluster == NULL) {
+        rd->node->backend = rd;
+        rd->node->channel = *channel;
+        return NGX_OK;
+    }
+
+    /* in a cluster every node delivers every message: each node a worker
+     * knows has a subscriber, so that any of them may fail */
+
+    rd->cluster->tmpl.channel = *channel;
+
+    seeds = rd->cluster->seeds.elts;
+
+    for (i = 0; i < rd->cluster->seeds.nelts; i++) {
+        seeds[i]->channel = *channel;
+    }
 
     return NGX_OK;
 }
@@ -1434,14 +2321,27 @@ ngx_http_loyalty_redis_subscribe(ngx_http_loyalty_redis_t *rd,
 ngx_uint_t
 ngx_http_loyalty_redis_subscribed(ngx_http_loyalty_redis_t *rd)
 {
-    return rd->node->subscribed;
+    ngx_uint_t                       i, n;
+    ngx_http_loyalty_redis_node_t  **nodes;
+
+    nodes = ngx_http_loyalty_redis_nodes(rd, &n);
+
+    for (i = 0; i < n; i++) {
+        if (nodes[i]->subscribed) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
 ngx_uint_t
 ngx_http_loyalty_redis_open(ngx_http_loyalty_redis_t *rd)
 {
-    return rd->node->open;
+    /* a cluster's breakers are per node: known once the key is routed */
+
+    return rd->cluster == NULL && rd->node->open;
 }
 
 
@@ -1461,8 +2361,25 @@ void
 ngx_http_loyalty_redis_use(ngx_http_loyalty_redis_t *rd,
     ngx_msec_t connect_timeout)
 {
-    if (connect_timeout > rd->node->connect_timeout) {
-        rd->node->connect_timeout = connect_timeout;
+    ngx_uint_t                       i;
+    ngx_http_loyalty_redis_node_t  **seeds;
+
+    if (rd->cluster == NULL) {
+        if (connect_timeout > rd->node->connect_timeout) {
+            rd->node->connect_timeout = connect_timeout;
+        }
+
+        return;
+    }
+
+    if (connect_timeout > rd->cluster->tmpl.connect_timeout) {
+        rd->cluster->tmpl.connect_timeout = connect_timeout;
+    }
+
+    seeds = rd->cluster->seeds.elts;
+
+    for (i = 0; i < rd->cluster->seeds.nelts; i++) {
+        seeds[i]->connect_timeout = rd->cluster->tmpl.connect_timeout;
     }
 }
 
@@ -1470,9 +2387,16 @@ ngx_http_loyalty_redis_use(ngx_http_loyalty_redis_t *rd,
 ngx_int_t
 ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address)
 {
-    ngx_http_loyalty_redis_node_t  node;
+    ngx_str_t                      *value;
+    ngx_http_loyalty_redis_node_t   node;
 
-    return ngx_http_loyalty_redis_parse_address(cf, address, &node);
+    /* called from the directive's handler: its name is in cf->args */
+
+    value = cf->args->elts;
+
+    return ngx_http_loyalty_redis_parse_address(cf, address, &node,
+                               value[0].len == sizeof("loyalty_redis_cluster")
+                                               - 1);
 }
 
 
@@ -1494,9 +2418,17 @@ ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_http_loyalty_redis_conf_t *rc)
 
     db = (rc->db == NGX_CONF_UNSET) ? 0 : rc->db;
 
+    if (rc->cluster != NULL) {
+        return ngx_http_loyalty_cluster_add(cf, rc);
+    }
+
     rdp = lmcf->backends.elts;
 
     for (i = 0; i < lmcf->backends.nelts; i++) {
+        if (rdp[i]->cluster != NULL) {
+            continue;
+        }
+
         node = rdp[i]->node;
 
         if (ngx_http_loyalty_redis_str_eq(&rdp[i]->name, &rc->address)
@@ -1519,7 +2451,7 @@ ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_http_loyalty_redis_conf_t *rc)
         return NULL;
     }
 
-    if (ngx_http_loyalty_redis_parse_address(cf, &rc->address, node)
+    if (ngx_http_loyalty_redis_parse_address(cf, &rc->address, node, 0)
         != NGX_OK)
     {
         return NULL;
@@ -1545,6 +2477,156 @@ ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_http_loyalty_redis_conf_t *rc)
 }
 
 
+/*
+ * A cluster backend: one per seed list, credentials and read mode.  The
+ * seeds are parsed here; every other node is found by the workers.
+ */
+
+static ngx_http_loyalty_redis_t *
+ngx_http_loyalty_cluster_add(ngx_conf_t *cf,
+    ngx_http_loyalty_redis_conf_t *rc)
+{
+    u_char                          *p;
+    size_t                           len;
+    ngx_str_t                       *addr;
+    ngx_uint_t                       i, j;
+    ngx_http_loyalty_redis_t        *rd, **rdp;
+    ngx_http_loyalty_cluster_t      *c;
+    ngx_http_loyalty_main_conf_t    *lmcf;
+    ngx_http_loyalty_redis_node_t   *node, **np;
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_loyalty_module);
+
+    addr = rc->cluster->elts;
+
+    /* the name: the seeds, comma-separated */
+
+    len = 0;
+
+    for (i = 0; i < rc->cluster->nelts; i++) {
+        len += addr[i].len + 1;
+    }
+
+    rdp = lmcf->backends.elts;
+
+    for (i = 0; i < lmcf->backends.nelts; i++) {
+        c = rdp[i]->cluster;
+
+        if (c == NULL || rdp[i]->name.len != len - 1
+            || c->read_replicas != (rc->read_replicas == 1)
+            || !ngx_http_loyalty_redis_str_eq(&c->tmpl.user, &rc->user)
+            || !ngx_http_loyalty_redis_str_eq(&c->tmpl.password,
+                                              &rc->password)
+            || (c->tmpl.password.data == NULL) != (rc->password.data == NULL))
+        {
+            continue;
+        }
+
+        p = rdp[i]->name.data;
+
+        for (j = 0; j < rc->cluster->nelts; j++) {
+            if (ngx_strncmp(p, addr[j].data, addr[j].len) != 0) {
+                break;
+            }
+
+            p += addr[j].len + 1;
+        }
+
+        if (j == rc->cluster->nelts) {
+            return rdp[i];
+        }
+    }
+
+    rd = ngx_pcalloc(cf->pool, sizeof(ngx_http_loyalty_redis_t));
+    c = ngx_pcalloc(cf->pool, sizeof(ngx_http_loyalty_cluster_t));
+
+    if (rd == NULL || c == NULL) {
+        return NULL;
+    }
+
+    rd->name.data = ngx_pnalloc(cf->pool, len);
+    if (rd->name.data == NULL) {
+        return NULL;
+    }
+
+    p = rd->name.data;
+
+    for (i = 0; i < rc->cluster->nelts; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, addr[i].data, addr[i].len);
+    }
+
+    rd->name.len = p - rd->name.data;
+    rd->cluster = c;
+
+    c->backend = rd;
+    c->read_replicas = (rc->read_replicas == 1);
+
+    c->tmpl.user = rc->user;
+    c->tmpl.password = rc->password;
+    c->tmpl.threshold = rc->breaker_failures;
+    c->tmpl.cooldown = rc->breaker_cooldown;
+    c->tmpl.backend = rd;
+    c->tmpl.cluster = c;
+    c->tmpl.readonly = c->read_replicas;
+
+    if (ngx_array_init(&c->seeds, cf->pool, rc->cluster->nelts,
+                       sizeof(ngx_http_loyalty_redis_node_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    for (i = 0; i < rc->cluster->nelts; i++) {
+        node = ngx_pcalloc(cf->pool, sizeof(ngx_http_loyalty_redis_node_t));
+        if (node == NULL) {
+            return NULL;
+        }
+
+        if (ngx_http_loyalty_redis_parse_address(cf, &addr[i], node, 1)
+            != NGX_OK)
+        {
+            return NULL;
+        }
+
+        if (node->port == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"loyalty_redis_cluster\" node \"%V\": a "
+                               "cluster is reached over TCP, not a unix "
+                               "socket", &addr[i]);
+            return NULL;
+        }
+
+        node->user = c->tmpl.user;
+        node->password = c->tmpl.password;
+        node->threshold = c->tmpl.threshold;
+        node->cooldown = c->tmpl.cooldown;
+        node->backend = rd;
+        node->cluster = c;
+        node->readonly = c->tmpl.readonly;
+
+        np = ngx_array_push(&c->seeds);
+        if (np == NULL) {
+            return NULL;
+        }
+
+        *np = node;
+    }
+
+    rdp = ngx_array_push(&lmcf->backends);
+    if (rdp == NULL) {
+        return NULL;
+    }
+
+    *rdp = rd;
+
+    return rd;
+}
+
+
 static ngx_int_t
 ngx_http_loyalty_redis_str_eq(ngx_str_t *a, ngx_str_t *b)
 {
@@ -1555,8 +2637,9 @@ ngx_http_loyalty_redis_str_eq(ngx_str_t *a, ngx_str_t *b)
 
 static ngx_int_t
 ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf, ngx_str_t *address,
-    ngx_http_loyalty_redis_node_t *node)
+    ngx_http_loyalty_redis_node_t *node, ngx_uint_t cluster)
 {
+    char       *name, *hint;
     u_char     *p;
     ngx_url_t   u;
     ngx_str_t   host;
@@ -1566,12 +2649,15 @@ ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf, ngx_str_t *address,
 
     node->name = *address;
 
+    name = cluster ? "loyalty_redis_cluster" : "loyalty_redis";
+    hint = cluster ? "" : " or unix:/path";
+
     if (address->len >= 5 && ngx_strncmp(address->data, "unix:", 5) == 0) {
 
         if (address->len == 5) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"loyalty_redis\" has an empty unix socket "
-                               "path in \"%V\"", address);
+                               "\"%s\" has an empty unix socket path in "
+                               "\"%V\"", name, address);
             return NGX_ERROR;
         }
 
@@ -1590,16 +2676,16 @@ ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf, ngx_str_t *address,
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"loyalty_redis\" has an invalid address "
-                           "\"%V\": %s", address,
+                           "\"%s\" has an invalid address \"%V\": %s",
+                           name, address,
                            u.err ? u.err : "cannot parse");
         return NGX_ERROR;
     }
 
     if (u.uri.len || u.host.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"loyalty_redis\" has an invalid address \"%V\": "
-                           "expected host:port or unix:/path", address);
+                           "\"%s\" has an invalid address \"%V\": "
+                           "expected host:port%s", name, address, hint);
         return NGX_ERROR;
     }
 
@@ -1622,10 +2708,10 @@ ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf, ngx_str_t *address,
         )
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"loyalty_redis\" address \"%V\" is not numeric: "
+                           "\"%s\" address \"%V\" is not numeric: "
                            "a host name would need a blocking DNS lookup in "
-                           "the worker; use an IP address or unix:/path",
-                           address);
+                           "the worker; use an IP address%s",
+                           name, address, hint);
         return NGX_ERROR;
     }
 
