@@ -202,6 +202,7 @@ static void ngx_http_loyalty_redis_sub_handler(redisAsyncContext *ac,
 static void ngx_http_loyalty_redis_cmd_free(ngx_http_loyalty_redis_cmd_t *cmd);
 static void ngx_http_loyalty_redis_exit_node(
     ngx_http_loyalty_redis_node_t *node);
+static void ngx_http_loyalty_cluster_free(ngx_http_loyalty_cluster_t *c);
 static void ngx_http_loyalty_redis_tick_node(
     ngx_http_loyalty_redis_node_t *node);
 static void ngx_http_loyalty_redis_init_node(
@@ -1344,7 +1345,43 @@ ngx_http_loyalty_redis_exit_process(ngx_cycle_t *cycle,
         for (k = 0; k < n; k++) {
             ngx_http_loyalty_redis_exit_node(nodes[k]);
         }
+
+        if (rdp[i]->cluster != NULL) {
+            ngx_http_loyalty_cluster_free(rdp[i]->cluster);
+        }
     }
+}
+
+
+/* a worker's cluster state: the nodes it found and the slot map */
+
+static void
+ngx_http_loyalty_cluster_free(ngx_http_loyalty_cluster_t *c)
+{
+    ngx_uint_t  k;
+
+    /* the seeds live in the configuration's pool */
+
+    for (k = c->seeds.nelts; k < c->nnodes; k++) {
+        ngx_free(c->nodes[k]);
+    }
+
+    if (c->nodes != NULL) {
+        ngx_free(c->nodes);
+    }
+
+    if (c->masters != NULL) {
+        ngx_free(c->masters);
+    }
+
+    if (c->replicas != NULL) {
+        ngx_free(c->replicas);
+    }
+
+    c->nodes = NULL;
+    c->masters = NULL;
+    c->replicas = NULL;
+    c->nnodes = 0;
 }
 
 
