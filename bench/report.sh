@@ -16,8 +16,10 @@ echo
 
 down=""
 [[ -f $dir/down.tsv ]] && down=$dir/down.tsv
+hung=""
+[[ -f $dir/hung-rounds.tsv ]] && hung=$dir/hung-rounds.tsv
 
-awk -F'\t' -v down="$down" '
+awk -F'\t' -v down="$down" -v hung="$hung" '
 function median(list, n,    a, i, j, k, t) {
     n = split(list, a, " ")
     for (i = 2; i <= n; i++) {                       # insertion sort
@@ -28,6 +30,11 @@ function median(list, n,    a, i, j, k, t) {
     if (n == 0) return ""
     k = int((n + 1) / 2)
     return (n % 2) ? a[k] + 0 : (a[k] + a[k + 1]) / 2
+}
+# "lo to hi" of a list, each printed with fmt
+function span(list, fmt) {
+    minmax(list)
+    return sprintf(fmt " to " fmt, MIN, MAX)
 }
 function minmax(list,    a, n, i, lo, hi) {
     n = split(list, a, " ")
@@ -62,7 +69,28 @@ function target(desc, c, ref, t, col, op, limit,    m, ok) {
 # down_target DESC CFG STATE: CFG vs plain, both measured with Redis in STATE
 # (down.tsv: rps $3, p99_us $5): req/s >= RPS_MIN x plain and p99 <= plain
 # p99 + P99_MS ms
+# hung_target DESC RPS_MIN P99_MS: module-breaker vs plain over the paired
+# rounds of hung-rounds.tsv: median ratio and median p99 difference
+function hung_target(desc, rps_min, p99_ms,    line, f, n, r, br, bp, pr, pp, ratios, diffs, k, ok) {
+    while ((getline line < hung) > 0) {
+        split(line, f, "\t")
+        if (f[1] == "round") continue
+        if (f[2] == "module-breaker") { br[f[1]] = f[3]; bp[f[1]] = f[4] }
+        if (f[2] == "plain") { pr[f[1]] = f[3]; pp[f[1]] = f[4] }
+    }
+    close(hung)
+    n = 0
+    for (r in br) if ((r in pr) && pr[r] > 0) {
+        n++; ratios = ratios " " br[r] / pr[r]; diffs = diffs " " (bp[r] - pp[r]) / 1000
+    }
+    if (n == 0) return 0
+    ok = (median(ratios) >= rps_min) && (median(diffs) <= p99_ms)
+    printf "| %s | %.3fx plain req/s (median of %d paired rounds, %s); p99 %+.2f ms (median, %s) | **%s** |\n",
+        desc, median(ratios), n, span(ratios, "%.3f"), median(diffs), span(diffs, "%+.2f"), ok ? "PASS" : "MISS"
+    return 1
+}
 function down_target(desc, c, state, rps_min, p99_ms,    line, f, have, cr, cp, pr, pp, ok) {
+    if (hung != "" && state == "hung" && c == "module-breaker" && hung_target(desc, rps_min, p99_ms)) return
     if (down != "")
         while ((getline line < down) > 0) {
             split(line, f, "\t")
@@ -110,7 +138,7 @@ END {
     print ""
     print "## Targets"
     print ""
-    print "Each measured value is the median over rounds of the ratio of two configurations in the same round; the Redis-hung target compares single runs of the Redis down section (module-breaker and plain, both after a warm-up with Redis hung)."
+    print "Each measured value is the median over rounds of the ratio of two configurations in the same round; the Redis-hung target takes the medians of HUNG_ROUNDS paired runs of module-breaker and plain in alternating order with Redis hung (after the warm-up runs of the Redis down section), or, without them, the two single runs of that section."
     print ""
     print "| target | measured | result |"
     print "|---|---|---|"

@@ -40,7 +40,9 @@
 #   N=100000 customers   IDS=10000 distinct ids in cookie traffic   SEED=42
 #   DOWN=1      Redis-down runs (DOWN_DURATION=5, --quick: 2); with Redis
 #               hung, plain is measured too (WARMUP s warm-up, then
-#               DOWN_DURATION s), as the reference of module-breaker's target
+#               DOWN_DURATION s), as the reference of module-breaker's target,
+#               then HUNG_ROUNDS=3 (--quick: 1) more alternating pairs of
+#               module-breaker and plain runs, whose medians the target uses
 #   QUIET_PCT=10 QUIET_WAIT=20: before each run wait up to QUIET_WAIT s for
 #               the machine to use at most QUIET_PCT % of a core
 #   NOISE_PCT=25 STEAL_PCT=5: a run during which other processes used more
@@ -72,8 +74,10 @@ done
 DEFAULT_CONFIGS="plain lua-headers module-headers module-inject lua-inject module-cached module-ab module-cluster module-breaker"
 if [[ $MODE == quick ]]; then
     : "${ROUNDS:=1}" "${DURATION:=3}" "${DOWN_DURATION:=2}" "${BUDGET:=90}"
+    : "${HUNG_ROUNDS:=1}"
 else
     : "${ROUNDS:=3}" "${DURATION:=8}" "${DOWN_DURATION:=5}" "${BUDGET:=450}"
+    : "${HUNG_ROUNDS:=3}"
 fi
 : "${WARMUP:=2}" "${CONNS:=50}" "${THREADS:=1}" "${TRAFFIC:=cookie anon}"
 : "${REDIS_TIMEOUT_MS:=50}" "${PIN:=1}" "${OUT:=}" "${N:=100000}" "${IDS:=10000}"
@@ -85,7 +89,8 @@ CONFIGS_GIVEN=${CONFIGS:+yes}
 : "${CONFIGS:=$DEFAULT_CONFIGS}"
 DURATION=${DURATION%s} WARMUP=${WARMUP%s} DOWN_DURATION=${DOWN_DURATION%s}
 for v in ROUNDS DURATION WARMUP CONNS THREADS REDIS_TIMEOUT_MS N IDS SEED \
-         QUIET_PCT QUIET_WAIT NOISE_PCT STEAL_PCT BUDGET DOWN_DURATION; do
+         QUIET_PCT QUIET_WAIT NOISE_PCT STEAL_PCT BUDGET DOWN_DURATION \
+         HUNG_ROUNDS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || fail "$v must be a whole number (got '${!v}')"
 done
 [[ $ROUNDS -ge 1 && $DURATION -ge 1 && $N -ge 2 ]] || fail "ROUNDS, DURATION >= 1 and N >= 2"
@@ -775,6 +780,8 @@ if [[ $DOWN == 1 && ${#DOWN_CONFIGS[@]} -gt 0 ]]; then
         DOWN_COST=$(( DOWN_COST + 2 * (WARMUP + 1 + $(cache_ttl "$c") + 1) ))
     done
     [[ -n $HUNG_PLAIN ]] && DOWN_COST=$(( DOWN_COST + WARMUP + DOWN_DURATION + 2 ))
+    [[ -n $HUNG_PLAIN && -n ${PORT[module-breaker]:-} ]] \
+        && DOWN_COST=$(( DOWN_COST + HUNG_ROUNDS * 2 * (DOWN_DURATION + 1) ))
 fi
 
 # spare: seconds of the budget not needed by the runs still to do.
@@ -917,6 +924,27 @@ fill_caches() {
 # down_run STATE CFG [warmup]: one curl, then (with warmup, or when the site
 # file says "#@ down warmup") a WARMUP-second wrk run, then one measured wrk
 # run (cookie traffic, DOWN_DURATION s) -> down.tsv
+# hung_rounds: with Redis hung, HUNG_ROUNDS more pairs of module-breaker and
+# plain runs in alternating order (-> hung-rounds.tsv), so that the breaker
+# target compares medians of paired runs, not two single runs
+hung_rounds() {
+    local r cfg order raw
+    [[ -n $HUNG_PLAIN && -n ${PORT[module-breaker]:-} ]] || return 0
+    printf 'round\tconfig\trps\tp99_us\n' >"$RES/hung-rounds.tsv"
+    for (( r = 1; r <= HUNG_ROUNDS; r++ )); do
+        if (( r % 2 )); then order="module-breaker plain"; else order="plain module-breaker"; fi
+        for cfg in $order; do
+            raw=$RES/raw/hung-round-$r-$cfg.txt
+            wrk_run "$cfg" cookie "$DOWN_DURATION" "$raw"
+            printf '%s\t%s\t%s\t%s\n' "$r" "$cfg" "$(bench_field "$raw" rps)" \
+                "$(bench_field "$raw" p99_us)" >>"$RES/hung-rounds.tsv"
+            awk -F'\t' 'END { printf "  redis hung, round %s %-15s %7.0f req/s  p99 %6.2f ms\n", $1, $2, $3, $4 / 1000 }' \
+                "$RES/hung-rounds.tsv" >&2
+        done
+    done
+}
+
+
 down_run() {
     local state=$1 cfg=$2 raw=$RES/raw/down-$1-$2.txt log=$WORK/nginx-$2/error.log curl_out l0 l1 statuses
     local prep=- wait_s
@@ -960,6 +988,7 @@ if [[ $DOWN == 1 && ${#DOWN_CONFIGS[@]} -gt 0 ]]; then
     kill -STOP "$REDIS_PID"
     for c in ${DOWN_ORDER[@]+"${DOWN_ORDER[@]}"}; do down_run hung "$c"; done
     [[ -n $HUNG_PLAIN ]] && down_run hung plain warmup
+    hung_rounds
     for c in ${FILL_CONFIGS[@]+"${FILL_CONFIGS[@]}"}; do down_run hung "$c"; done
     kill -CONT "$REDIS_PID"
     for c in "${DOWN_CONFIGS[@]}"; do
