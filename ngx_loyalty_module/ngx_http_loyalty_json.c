@@ -132,7 +132,9 @@ ngx_http_loyalty_fragment(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
     otext = NULL;
     safe = NULL;
 
-    if (offers != NULL) {
+    /* $loyalty_offers is dumped only for a request that uses it */
+
+    if (ctx->want_offers && offers != NULL) {
         otext = json_dumps(offers, JSON_COMPACT|JSON_ENSURE_ASCII
                                    |JSON_PRESERVE_ORDER);
     }
@@ -146,8 +148,13 @@ ngx_http_loyalty_fragment(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
     json_decref(offers);
     loyalty_customer_free(&c);
 
-    if (ngx_http_loyalty_copy_text(r, &ctx->json, text, len) != NGX_OK
-        || ngx_http_loyalty_copy_text(r, &ctx->offers, safe,
+    if (ngx_http_loyalty_copy_text(r, &ctx->json, text, len) != NGX_OK) {
+        free(safe);
+        return NULL;
+    }
+
+    if (ctx->want_offers
+        && ngx_http_loyalty_copy_text(r, &ctx->offers, safe,
                                       safe ? slen : 0)
            != NGX_OK)
     {

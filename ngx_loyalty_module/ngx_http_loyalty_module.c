@@ -1682,6 +1682,15 @@ ngx_http_loyalty_variable(ngx_http_request_t *r,
 
     case NGX_HTTP_LOYALTY_VAR_JSON:
     case NGX_HTTP_LOYALTY_VAR_OFFERS:
+        if (data == NGX_HTTP_LOYALTY_VAR_OFFERS && ctx->offers.data == NULL
+            && !ctx->want_offers)
+        {
+            /* the fragment was built without them: build both */
+            ctx->want_offers = 1;
+            ctx->json.data = NULL;
+            ctx->json.len = 0;
+        }
+
         if (ngx_http_loyalty_fragment(r, ctx) == NULL) {
             return NGX_ERROR;
         }

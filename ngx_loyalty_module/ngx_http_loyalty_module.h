@@ -333,6 +333,7 @@ typedef struct {
     unsigned                       holdout:1; /* a variant "off" */
     unsigned                       record:1;  /* tier, points, fields set
                                                * (from Redis or the cache) */
+    unsigned                       want_offers:1;  /* $loyalty_offers used */
     unsigned                       stale:1;   /* they are an expired cache
                                                * entry, kept in case Redis
                                                * fails */

@@ -17,6 +17,7 @@
     (JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY)
 
 #define LOYALTY_BUF_START  512
+#define LOYALTY_BUF_ROOM   256    /* free room tried before sizing */
 
 
 /*
@@ -284,23 +285,33 @@ loyalty_buf_json(loyalty_buf_t *b, json_t *value)
         return;
     }
 
-    /* sized first, then dumped into the reserved room */
+    /*
+     * Dumped straight into the free room; json_dumpb() tells the size it
+     * needs when the room is too small, and only then is it dumped again
+     * into a larger one (dumping the offers twice was a tenth of a
+     * request's time).
+     */
 
-    n = json_dumpb(value, NULL, 0, LOYALTY_JSON_FLAGS);
+    dst = loyalty_buf_reserve(b, LOYALTY_BUF_ROOM);
 
-    if (n == 0) {
-        b->failed = 1;
+    if (dst != NULL) {
+        n = json_dumpb(value, dst, b->size - b->len, LOYALTY_JSON_FLAGS);
 
-    } else {
-        dst = loyalty_buf_reserve(b, n);
+        if (n > b->size - b->len) {
+            dst = loyalty_buf_reserve(b, n);
 
-        if (dst != NULL) {
-            if (json_dumpb(value, dst, n, LOYALTY_JSON_FLAGS) == n) {
-                b->len += n;
-
-            } else {
+            if (dst != NULL
+                && json_dumpb(value, dst, n, LOYALTY_JSON_FLAGS) != n)
+            {
                 b->failed = 1;
             }
+        }
+
+        if (n == 0) {
+            b->failed = 1;
+
+        } else if (!b->failed) {
+            b->len += n;
         }
     }
 
