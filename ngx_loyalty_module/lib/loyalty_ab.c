@@ -40,6 +40,8 @@ typedef struct {
 
 static int loyalty_ab_hash(const char *name, size_t nlen,
     const unsigned char *key, size_t klen, unsigned *bucket);
+static int loyalty_ab_chars_valid(const char *s, size_t len, size_t max,
+    const char *extra);
 static int loyalty_ab_word_char(unsigned char ch);
 static void loyalty_ab_quote(char *dst, size_t size, const char *s,
     size_t len);
@@ -73,20 +75,24 @@ static const char  *loyalty_ab_headers[LOYALTY_AB_COLUMNS] = {
 };
 
 
-int
-loyalty_ab_name_valid(const char *s, size_t len)
+/* 1 to max characters from [A-Za-z0-9_] and the ones in extra */
+
+static int
+loyalty_ab_chars_valid(const char *s, size_t len, size_t max,
+    const char *extra)
 {
     size_t         i;
     unsigned char  ch;
 
-    if (len == 0 || len > LOYALTY_AB_NAME_MAX) {
+    if (len == 0 || len > max) {
         return 0;
     }
 
     for (i = 0; i < len; i++) {
         ch = (unsigned char) s[i];
 
-        if (!loyalty_ab_word_char(ch)) {
+        if (!loyalty_ab_word_char(ch) && (ch == '\0' || !strchr(extra, ch)))
+        {
             return 0;
         }
     }
@@ -96,24 +102,16 @@ loyalty_ab_name_valid(const char *s, size_t len)
 
 
 int
+loyalty_ab_name_valid(const char *s, size_t len)
+{
+    return loyalty_ab_chars_valid(s, len, LOYALTY_AB_NAME_MAX, "");
+}
+
+
+int
 loyalty_ab_variant_valid(const char *s, size_t len)
 {
-    size_t         i;
-    unsigned char  ch;
-
-    if (len == 0 || len > LOYALTY_AB_VARIANT_MAX) {
-        return 0;
-    }
-
-    for (i = 0; i < len; i++) {
-        ch = (unsigned char) s[i];
-
-        if (!loyalty_ab_word_char(ch) && ch != '-') {
-            return 0;
-        }
-    }
-
-    return 1;
+    return loyalty_ab_chars_valid(s, len, LOYALTY_AB_VARIANT_MAX, "-");
 }
 
 
@@ -367,24 +365,7 @@ loyalty_ab_assign(const loyalty_ab_test_t *t, const unsigned char *key,
 int
 loyalty_ab_order_valid(const char *s, size_t len)
 {
-    size_t         i;
-    unsigned char  ch;
-
-    if (len == 0 || len > LOYALTY_AB_ORDER_MAX) {
-        return 0;
-    }
-
-    for (i = 0; i < len; i++) {
-        ch = (unsigned char) s[i];
-
-        if (!loyalty_ab_word_char(ch) && ch != '-' && ch != '.'
-            && ch != ':')
-        {
-            return 0;
-        }
-    }
-
-    return 1;
+    return loyalty_ab_chars_valid(s, len, LOYALTY_AB_ORDER_MAX, "-.:");
 }
 
 
