@@ -55,7 +55,6 @@ typedef struct {
     ngx_http_loyalty_redis_t      *redis;
     ngx_http_loyalty_cache_t      *cache;
     ngx_queue_t                    waiters;   /* ngx_http_loyalty_ctx_t */
-    ngx_http_loyalty_redis_cmd_t  *cmd;
     ngx_pool_t                    *pool;      /* the reply's arrays */
     ngx_msec_t                     start;
 } ngx_http_loyalty_lookup_t;
@@ -701,7 +700,7 @@ ngx_http_loyalty_lookup(ngx_http_request_t *r,
                                      ngx_cycle->log, llcf->timeout,
                                      2 + NGX_HTTP_LOYALTY_FIELDS, argv,
                                      ngx_http_loyalty_reply, lk,
-                                     &lk->cmd, &err);
+                                     NULL, &err);
 
     if (rc == NGX_AGAIN) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
