@@ -97,6 +97,7 @@ static void ngx_http_loyalty_ab_flush_handler(ngx_event_t *ev);
 static void ngx_http_loyalty_ab_flush(ngx_log_t *log);
 static void ngx_http_loyalty_ab_flush_reply(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
+static ngx_atomic_uint_t ngx_http_loyalty_ab_take(ngx_atomic_t *counter);
 static ngx_http_loyalty_ab_t *ngx_http_loyalty_ab_find(
     ngx_http_loyalty_main_conf_t *lmcf, u_char *name, size_t len);
 
@@ -845,7 +846,7 @@ ngx_http_loyalty_ab_flush(ngx_log_t *log)
     for (i = 0; i < ngx_http_loyalty_ab_shm->nslots; i++) {
         s = &ngx_http_loyalty_ab_shm->slots[i];
 
-        n = s->exposures;
+        n = ngx_http_loyalty_ab_take(&s->exposures);
 
         if (n == 0) {
             continue;
@@ -856,8 +857,6 @@ ngx_http_loyalty_ab_flush(ngx_log_t *log)
 
         t = ngx_http_loyalty_ab_find(lmcf, s->test, ngx_strlen(s->test));
         redis = (t != NULL) ? t->redis : tp[0]->redis;
-
-        (void) ngx_atomic_fetch_add(&s->exposures, -(ngx_atomic_int_t) n);
 
         argv[0] = ngx_http_loyalty_ab_hincrby;
         argv[1].data = key;
@@ -905,6 +904,28 @@ ngx_http_loyalty_ab_flush_reply(void *data, ngx_int_t rc,
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "loyalty ab: exposure counts lost: \"%*s\"",
                       ngx_min(reply->str.len, 128), reply->str.data);
+    }
+}
+
+
+/*
+ * A counter's value, leaving 0 in the same atomic step: when several
+ * workers flush at once (each one's timer, a report's flush), one takes
+ * the counts and the others find 0, so no count is sent twice, and no
+ * subtraction can take the counter below 0.
+ */
+
+static ngx_atomic_uint_t
+ngx_http_loyalty_ab_take(ngx_atomic_t *counter)
+{
+    ngx_atomic_uint_t  n;
+
+    for ( ;; ) {
+        n = *counter;
+
+        if (n == 0 || ngx_atomic_cmp_set(counter, n, 0)) {
+            return n;
+        }
     }
 }
 
