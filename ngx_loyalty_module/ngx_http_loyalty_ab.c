@@ -26,6 +26,7 @@
 #define NGX_HTTP_LOYALTY_AB_TIMEOUT     1000     /* ms, counting and report */
 #define NGX_HTTP_LOYALTY_AB_PREFIX      "loyalty:ab:"
 #define NGX_HTTP_LOYALTY_AB_ORDER_TTL   "7776000"  /* 90 days, in seconds */
+#define NGX_HTTP_LOYALTY_AB_POOL_SIZE   256      /* a command and its reply */
 
 
 struct ngx_http_loyalty_ab_s {
@@ -52,6 +53,25 @@ typedef struct {
     ngx_uint_t                     nslots;
     ngx_http_loyalty_ab_slot_t     slots[NGX_HTTP_LOYALTY_AB_SLOTS];
 } ngx_http_loyalty_ab_shm_t;
+
+
+/*
+ * An exposure flush (HINCRBY) or a conversion (EVAL) on its way.  It
+ * lives in a pool of its own, which also holds the reply's elements
+ * (the Redis layer views a reply in the pool given with the command):
+ * the reply handler destroys it, or exit_process while the command still
+ * waits, so no reply stays in ngx_cycle->pool for the worker's life.
+ * cmd is the handle that a cluster redirection updates: it lives as
+ * long as the command.
+ */
+typedef struct {
+    ngx_pool_t                    *pool;      /* holds this struct */
+    ngx_queue_t                    queue;     /* in ngx_http_loyalty_ab_sent */
+    ngx_http_loyalty_redis_cmd_t  *cmd;
+    ngx_http_loyalty_ab_t         *test;      /* a conversion's */
+    ngx_http_loyalty_ab_slot_t    *slot;      /* a flush's counter */
+    ngx_atomic_uint_t              n;         /* and the counts it sent */
+} ngx_http_loyalty_ab_cmd_t;
 
 
 typedef struct ngx_http_loyalty_ab_report_ctx_s
@@ -98,6 +118,11 @@ static void ngx_http_loyalty_ab_flush(ngx_log_t *log);
 static void ngx_http_loyalty_ab_flush_reply(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
 static ngx_atomic_uint_t ngx_http_loyalty_ab_take(ngx_atomic_t *counter);
+static ngx_http_loyalty_ab_cmd_t *ngx_http_loyalty_ab_cmd_create(void);
+static ngx_int_t ngx_http_loyalty_ab_cmd_send(ngx_http_loyalty_ab_cmd_t *ac,
+    ngx_http_loyalty_redis_t *redis, ngx_uint_t argc, ngx_str_t *argv,
+    ngx_http_loyalty_redis_handler_pt handler, ngx_str_t *err);
+static void ngx_http_loyalty_ab_cmd_done(ngx_http_loyalty_ab_cmd_t *ac);
 static ngx_http_loyalty_ab_t *ngx_http_loyalty_ab_find(
     ngx_http_loyalty_main_conf_t *lmcf, u_char *name, size_t len);
 
@@ -108,6 +133,7 @@ static ngx_int_t ngx_http_loyalty_ab_init_zone(ngx_shm_zone_t *shm_zone,
 static ngx_http_loyalty_ab_shm_t  *ngx_http_loyalty_ab_shm;
 static ngx_event_t                 ngx_http_loyalty_ab_flush_event;
 static ngx_uint_t                  ngx_http_loyalty_ab_final;
+static ngx_queue_t                 ngx_http_loyalty_ab_sent;
 
 static ngx_str_t  ngx_http_loyalty_ab_hincrby = ngx_string("HINCRBY");
 static ngx_str_t  ngx_http_loyalty_ab_hgetall = ngx_string("HGETALL");
@@ -262,7 +288,7 @@ ngx_http_loyalty_ab_convert(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
     ngx_str_t                       order, value, key, err, argv[8];
     ngx_uint_t                      i, argc;
     ngx_http_loyalty_ab_t         **tp, *t;
-    ngx_http_loyalty_redis_cmd_t   *cmd;
+    ngx_http_loyalty_ab_cmd_t      *ac;
     ngx_http_loyalty_main_conf_t   *lmcf;
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_loyalty_module);
@@ -369,12 +395,19 @@ ngx_http_loyalty_ab_convert(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
         ngx_str_set(&argv[argc], NGX_HTTP_LOYALTY_AB_ORDER_TTL);
         argc++;
 
-        rc = ngx_http_loyalty_redis_send(t->redis, ngx_cycle->pool,
-                                         ngx_cycle->log,
-                                         NGX_HTTP_LOYALTY_AB_TIMEOUT,
-                                         argc, argv,
-                                         ngx_http_loyalty_ab_convert_reply,
-                                         t, &cmd, &err);
+        /* the page does not wait for the reply: the command outlives the
+         * request, so it has a pool of its own */
+
+        ac = ngx_http_loyalty_ab_cmd_create();
+        if (ac == NULL) {
+            return NGX_ERROR;
+        }
+
+        ac->test = t;
+
+        rc = ngx_http_loyalty_ab_cmd_send(ac, t->redis, argc, argv,
+                                          ngx_http_loyalty_ab_convert_reply,
+                                          &err);
 
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
@@ -415,27 +448,29 @@ static void
 ngx_http_loyalty_ab_convert_reply(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err)
 {
-    ngx_http_loyalty_ab_t *t = data;
+    ngx_http_loyalty_ab_cmd_t *ac = data;
+
+    ngx_http_loyalty_ab_t  *t;
+
+    t = ac->test;
 
     if (rc != NGX_HTTP_LOYALTY_REDIS_REPLY) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "loyalty ab \"%V\": a conversion may be lost: %V",
                       &t->name, err);
-        return;
-    }
 
-    if (reply->type != NGX_HTTP_LOYALTY_REPLY_INTEGER) {
+    } else if (reply->type != NGX_HTTP_LOYALTY_REPLY_INTEGER) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "loyalty ab \"%V\": conversion not counted: \"%*s\"",
                       &t->name, ngx_min(reply->str.len, 128), reply->str.data);
-        return;
-    }
 
-    if (reply->integer == 0) {
+    } else if (reply->integer == 0) {
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "loyalty ab \"%V\": order counted already, conversion "
                       "ignored", &t->name);
     }
+
+    ngx_http_loyalty_ab_cmd_done(ac);
 }
 
 
@@ -826,8 +861,8 @@ ngx_http_loyalty_ab_flush(ngx_log_t *log)
     ngx_atomic_uint_t              n;
     ngx_http_loyalty_ab_t         *t, **tp;
     ngx_http_loyalty_redis_t      *redis;
+    ngx_http_loyalty_ab_cmd_t     *ac;
     ngx_http_loyalty_ab_slot_t    *s;
-    ngx_http_loyalty_redis_cmd_t  *cmd;
     ngx_http_loyalty_main_conf_t  *lmcf;
 
     if (ngx_http_loyalty_ab_shm == NULL) {
@@ -858,6 +893,15 @@ ngx_http_loyalty_ab_flush(ngx_log_t *log)
         t = ngx_http_loyalty_ab_find(lmcf, s->test, ngx_strlen(s->test));
         redis = (t != NULL) ? t->redis : tp[0]->redis;
 
+        ac = ngx_http_loyalty_ab_cmd_create();
+        if (ac == NULL) {
+            (void) ngx_atomic_fetch_add(&s->exposures, (ngx_atomic_int_t) n);
+            return;
+        }
+
+        ac->slot = s;
+        ac->n = n;
+
         argv[0] = ngx_http_loyalty_ab_hincrby;
         argv[1].data = key;
         argv[1].len = ngx_sprintf(key, NGX_HTTP_LOYALTY_AB_PREFIX "%s",
@@ -868,11 +912,11 @@ ngx_http_loyalty_ab_flush(ngx_log_t *log)
         argv[3].data = num;
         argv[3].len = ngx_sprintf(num, "%uA", n) - num;
 
-        rc = ngx_http_loyalty_redis_send(redis, ngx_cycle->pool, log,
-                                         NGX_HTTP_LOYALTY_AB_TIMEOUT,
-                                         4, argv,
-                                         ngx_http_loyalty_ab_flush_reply,
-                                         NULL, &cmd, &err);
+        ngx_str_null(&err);
+
+        rc = ngx_http_loyalty_ab_cmd_send(ac, redis, 4, argv,
+                                          ngx_http_loyalty_ab_flush_reply,
+                                          &err);
 
         if (rc != NGX_AGAIN) {
             (void) ngx_atomic_fetch_add(&s->exposures, (ngx_atomic_int_t) n);
@@ -890,21 +934,93 @@ ngx_http_loyalty_ab_flush(ngx_log_t *log)
 }
 
 
+/*
+ * A failure after the command left may still have been applied, so the
+ * counts are not put back (they could be counted twice): they are
+ * logged as possibly lost.
+ */
+
 static void
 ngx_http_loyalty_ab_flush_reply(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err)
 {
+    ngx_http_loyalty_ab_cmd_t *ac = data;
+
     if (rc != NGX_HTTP_LOYALTY_REDIS_REPLY) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "loyalty ab: exposure counts may be lost: %V", err);
-        return;
+                      "loyalty ab: exposure counts may be lost: %uA of "
+                      "\"%s\" \"%s\": %V", ac->n, ac->slot->test,
+                      ac->slot->variant, err);
+
+    } else if (reply->type != NGX_HTTP_LOYALTY_REPLY_INTEGER) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "loyalty ab: exposure counts lost: %uA of \"%s\" "
+                      "\"%s\": \"%*s\"", ac->n, ac->slot->test,
+                      ac->slot->variant, ngx_min(reply->str.len, 128),
+                      reply->str.data);
     }
 
-    if (reply->type != NGX_HTTP_LOYALTY_REPLY_INTEGER) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "loyalty ab: exposure counts lost: \"%*s\"",
-                      ngx_min(reply->str.len, 128), reply->str.data);
+    ngx_http_loyalty_ab_cmd_done(ac);
+}
+
+
+static ngx_http_loyalty_ab_cmd_t *
+ngx_http_loyalty_ab_cmd_create(void)
+{
+    ngx_pool_t                 *pool;
+    ngx_http_loyalty_ab_cmd_t  *ac;
+
+    pool = ngx_create_pool(NGX_HTTP_LOYALTY_AB_POOL_SIZE, ngx_cycle->log);
+    if (pool == NULL) {
+        return NULL;
     }
+
+    ac = ngx_pcalloc(pool, sizeof(ngx_http_loyalty_ab_cmd_t));
+    if (ac == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    ac->pool = pool;
+
+    return ac;
+}
+
+
+/*
+ * Sends the command with ac as the handler's data; when it did not leave
+ * (any code but NGX_AGAIN) ac is destroyed here, else by the handler.
+ * The command may outlive whatever sent it (a request, a report's log),
+ * so it logs to the cycle's log.
+ */
+
+static ngx_int_t
+ngx_http_loyalty_ab_cmd_send(ngx_http_loyalty_ab_cmd_t *ac,
+    ngx_http_loyalty_redis_t *redis, ngx_uint_t argc, ngx_str_t *argv,
+    ngx_http_loyalty_redis_handler_pt handler, ngx_str_t *err)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_loyalty_redis_send(redis, ac->pool, ngx_cycle->log,
+                                     NGX_HTTP_LOYALTY_AB_TIMEOUT, argc, argv,
+                                     handler, ac, &ac->cmd, err);
+
+    if (rc != NGX_AGAIN) {
+        ngx_destroy_pool(ac->pool);
+        return rc;
+    }
+
+    ngx_queue_insert_tail(&ngx_http_loyalty_ab_sent, &ac->queue);
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_loyalty_ab_cmd_done(ngx_http_loyalty_ab_cmd_t *ac)
+{
+    ngx_queue_remove(&ac->queue);
+    ngx_destroy_pool(ac->pool);
 }
 
 
@@ -1023,6 +1139,8 @@ ngx_http_loyalty_ab_init_process(ngx_cycle_t *cycle,
 {
     ngx_event_t  *ev;
 
+    ngx_queue_init(&ngx_http_loyalty_ab_sent);
+
     if (lmcf->ab_tests.nelts == 0) {
         return NGX_OK;
     }
@@ -1040,11 +1158,42 @@ ngx_http_loyalty_ab_init_process(ngx_cycle_t *cycle,
 }
 
 
+/*
+ * Commands still waiting here were not waited for (a fast shutdown, or
+ * worker_shutdown_timeout): their handlers are never called, so their
+ * pools go now.
+ */
+
 void
 ngx_http_loyalty_ab_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                  n;
+    ngx_queue_t                *q;
+    ngx_http_loyalty_ab_cmd_t  *ac;
+
     if (ngx_http_loyalty_ab_flush_event.timer_set) {
         ngx_del_timer(&ngx_http_loyalty_ab_flush_event);
+    }
+
+    if (ngx_http_loyalty_ab_sent.next == NULL) {
+        return;
+    }
+
+    n = 0;
+
+    while (!ngx_queue_empty(&ngx_http_loyalty_ab_sent)) {
+        q = ngx_queue_head(&ngx_http_loyalty_ab_sent);
+        ac = ngx_queue_data(q, ngx_http_loyalty_ab_cmd_t, queue);
+
+        ngx_http_loyalty_redis_cancel(ac->cmd);
+        ngx_http_loyalty_ab_cmd_done(ac);
+        n++;
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "loyalty ab: %ui counts or conversions sent to redis "
+                      "without a reply at exit may be lost", n);
     }
 }
 
