@@ -16,8 +16,11 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <jansson.h>
+
 #include "ngx_http_loyalty_module.h"
 #include "loyalty_ab.h"
+#include "loyalty_fragment.h"
 
 
 #define NGX_HTTP_LOYALTY_AB_SLOTS       1024
@@ -27,6 +30,7 @@
 #define NGX_HTTP_LOYALTY_AB_PREFIX      "loyalty:ab:"
 #define NGX_HTTP_LOYALTY_AB_ORDER_TTL   "7776000"  /* 90 days, in seconds */
 #define NGX_HTTP_LOYALTY_AB_POOL_SIZE   256      /* a command and its reply */
+#define NGX_HTTP_LOYALTY_AB_ERROR_MAX   256      /* bytes of a report error */
 
 
 struct ngx_http_loyalty_ab_s {
@@ -110,7 +114,11 @@ static ngx_int_t ngx_http_loyalty_ab_send(ngx_http_request_t *r,
 static ngx_int_t ngx_http_loyalty_ab_report_handler(ngx_http_request_t *r);
 static void ngx_http_loyalty_ab_report_reply(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
+static void ngx_http_loyalty_ab_report_error(
+    ngx_http_loyalty_ab_report_ctx_t *rctx, ngx_str_t *err);
 static void ngx_http_loyalty_ab_report_done(ngx_event_t *ev);
+static u_char *ngx_http_loyalty_ab_report_error_json(ngx_http_request_t *r,
+    ngx_str_t *error, size_t *len);
 static void ngx_http_loyalty_ab_report_cleanup(void *data);
 
 static void ngx_http_loyalty_ab_flush_handler(ngx_event_t *ev);
@@ -644,7 +652,7 @@ ngx_http_loyalty_ab_report_handler(ngx_http_request_t *r)
 
         if (rc != NGX_AGAIN) {
             rd->cmd = NULL;
-            rctx->error = err;
+            ngx_http_loyalty_ab_report_error(rctx, &err);
             break;
         }
 
@@ -668,6 +676,7 @@ ngx_http_loyalty_ab_report_reply(void *data, ngx_int_t rc,
 {
     ngx_http_loyalty_ab_read_t *rd = data;
 
+    ngx_str_t                          err_text;
     ngx_uint_t                         i;
     loyalty_ab_report_t               *rep;
     ngx_http_loyalty_reply_t          *f, *v;
@@ -678,10 +687,14 @@ ngx_http_loyalty_ab_report_reply(void *data, ngx_int_t rc,
     rctx->pending--;
 
     if (rc != NGX_HTTP_LOYALTY_REDIS_REPLY) {
-        rctx->error = *err;
+        ngx_http_loyalty_ab_report_error(rctx, err);
+
+    } else if (reply->type == NGX_HTTP_LOYALTY_REPLY_ERROR) {
+        ngx_http_loyalty_ab_report_error(rctx, &reply->str);
 
     } else if (reply->type != NGX_HTTP_LOYALTY_REPLY_ARRAY) {
-        ngx_str_set(&rctx->error, "unexpected reply to HGETALL");
+        ngx_str_set(&err_text, "unexpected reply to HGETALL");
+        ngx_http_loyalty_ab_report_error(rctx, &err_text);
 
     } else {
         rep = &rctx->reports[rd->index];
@@ -705,6 +718,43 @@ ngx_http_loyalty_ab_report_reply(void *data, ngx_int_t rc,
     if (rctx->pending == 0) {
         ngx_post_event(&rctx->done, &ngx_posted_events);
     }
+}
+
+
+/*
+ * The first error is kept, copied into the request's pool: an error
+ * text may live in the Redis connection's state, which is gone when the
+ * report is written from a posted event.
+ */
+
+static void
+ngx_http_loyalty_ab_report_error(ngx_http_loyalty_ab_report_ctx_t *rctx,
+    ngx_str_t *err)
+{
+    size_t   len;
+    u_char  *p;
+
+    if (rctx->error.len) {
+        return;
+    }
+
+    len = ngx_min(err->len, NGX_HTTP_LOYALTY_AB_ERROR_MAX);
+
+    if (len == 0) {
+        ngx_str_set(&rctx->error, "failed");
+        return;
+    }
+
+    p = ngx_pnalloc(rctx->request->pool, len);
+    if (p == NULL) {
+        ngx_str_set(&rctx->error, "out of memory");
+        return;
+    }
+
+    ngx_memcpy(p, err->data, len);
+
+    rctx->error.data = p;
+    rctx->error.len = len;
 }
 
 
@@ -732,14 +782,13 @@ ngx_http_loyalty_ab_report_done(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "loyalty ab report: redis %V", &rctx->error);
 
-        text = (char *) ngx_pnalloc(r->pool, rctx->error.len + 64);
+        text = (char *) ngx_http_loyalty_ab_report_error_json(r,
+                                                              &rctx->error,
+                                                              &len);
         if (text == NULL) {
             ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             goto done;
         }
-
-        len = ngx_sprintf((u_char *) text, "{\"error\":\"redis: %V\"}",
-                          &rctx->error) - (u_char *) text;
 
         rc = ngx_http_loyalty_ab_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            &ngx_http_loyalty_ab_json_type,
@@ -782,6 +831,93 @@ ngx_http_loyalty_ab_report_done(ngx_event_t *ev)
 done:
 
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * {"error":"redis: <error>"} in r->pool, escaped as the module's other
+ * JSON is: control characters, quotes and backslashes by jansson, every
+ * non-ASCII character as \uXXXX, and "<", ">", "&" as \u003c, \u003e,
+ * \u0026.  Bytes that are not UTF-8 become "?".
+ */
+
+static u_char *
+ngx_http_loyalty_ab_report_error_json(ngx_http_request_t *r,
+    ngx_str_t *error, size_t *len)
+{
+    char    *safe;
+    size_t   size, n, i;
+    u_char  *msg, *out;
+    json_t  *root, *str;
+
+    n = sizeof("redis: ") - 1 + error->len;
+
+    msg = ngx_pnalloc(r->pool, n);
+    if (msg == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(ngx_cpymem(msg, "redis: ", sizeof("redis: ") - 1),
+               error->data, error->len);
+
+    str = json_stringn((char *) msg, n);
+
+    if (str == NULL) {
+        for (i = 0; i < n; i++) {
+            if (msg[i] >= 0x80) {
+                msg[i] = '?';
+            }
+        }
+
+        str = json_stringn((char *) msg, n);
+    }
+
+    root = json_object();
+
+    if (str == NULL || root == NULL
+        || json_object_set_new(root, "error", str) != 0)
+    {
+        /* json_object_set_new() took str even when it failed */
+        if (root == NULL && str != NULL) {
+            json_decref(str);
+        }
+
+        if (root != NULL) {
+            json_decref(root);
+        }
+
+        return NULL;
+    }
+
+    size = json_dumpb(root, NULL, 0, JSON_COMPACT|JSON_ENSURE_ASCII);
+
+    out = (size == 0) ? NULL : ngx_pnalloc(r->pool, size);
+
+    if (out == NULL
+        || json_dumpb(root, (char *) out, size,
+                      JSON_COMPACT|JSON_ENSURE_ASCII) != size)
+    {
+        json_decref(root);
+        return NULL;
+    }
+
+    json_decref(root);
+
+    safe = loyalty_json_script_safe((char *) out, size, &n);
+    if (safe == NULL) {
+        return NULL;
+    }
+
+    out = ngx_pnalloc(r->pool, n);
+
+    if (out != NULL) {
+        ngx_memcpy(out, safe, n);
+        *len = n;
+    }
+
+    free(safe);
+
+    return out;
 }
 
 
