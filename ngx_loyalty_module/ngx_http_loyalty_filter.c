@@ -23,6 +23,10 @@
  * filter's bit: the others are taken, and both never act together) */
 #define NGX_HTTP_LOYALTY_BUFFERED  0x08
 
+/* the first buffer for a JSON body of unknown length: one page, enough
+ * for most API replies; it doubles as the body grows */
+#define NGX_HTTP_LOYALTY_JSON_START_SIZE  4096
+
 
 typedef struct {
     ngx_str_t                      fragment;   /* what is inserted */
@@ -32,9 +36,12 @@ typedef struct {
     u_char                        *pending;
     size_t                         plen;
 
-    /* json: the body so far, up to loyalty_inject_json_max_size */
+    /* json: the body so far, in a buffer that grows with it, up to
+     * loyalty_inject_json_max_size */
     u_char                        *json;
     size_t                         json_len;
+    size_t                         json_size;  /* allocated */
+    off_t                          json_expected; /* Content-Length, or -1 */
 
     unsigned                       done:1;     /* inserted or given up */
 } ngx_http_loyalty_filter_ctx_t;
@@ -53,10 +60,12 @@ static ngx_int_t ngx_http_loyalty_body_filter(ngx_http_request_t *r,
 static ngx_int_t ngx_http_loyalty_html(ngx_http_request_t *r,
     ngx_http_loyalty_filter_ctx_t *fctx, ngx_http_loyalty_loc_conf_t *llcf,
     ngx_chain_t *in);
-static ngx_int_t ngx_http_loyalty_json(ngx_http_request_t *r,
+static ngx_int_t ngx_http_loyalty_json_collect(ngx_http_request_t *r,
     ngx_http_loyalty_filter_ctx_t *fctx, ngx_http_loyalty_loc_conf_t *llcf,
     ngx_chain_t *in);
-static ngx_int_t ngx_http_loyalty_json_out(ngx_http_request_t *r,
+static ngx_int_t ngx_http_loyalty_json_grow(ngx_http_request_t *r,
+    ngx_http_loyalty_filter_ctx_t *fctx, size_t need, size_t max);
+static ngx_int_t ngx_http_loyalty_json_send(ngx_http_request_t *r,
     ngx_http_loyalty_filter_ctx_t *fctx, ngx_chain_t *rest);
 static ngx_chain_t **ngx_http_loyalty_append(ngx_http_request_t *r,
     ngx_chain_t **ll, u_char *p, size_t len, ngx_uint_t copy);
@@ -77,6 +86,7 @@ static ngx_str_t  ngx_http_loyalty_script_open =
     ngx_string("<script type=\"application/json\" id=\"loyalty-data\">");
 static ngx_str_t  ngx_http_loyalty_script_close = ngx_string("</script>");
 static ngx_str_t  ngx_http_loyalty_member = ngx_string("loyalty");
+static ngx_str_t  ngx_http_loyalty_member_key = ngx_string(",\"loyalty\":");
 
 
 static ngx_int_t
@@ -216,6 +226,10 @@ ngx_http_loyalty_inject_start(ngx_http_request_t *r,
 
     } else {
         fctx->fragment = *json;
+
+        /* read before it is cleared below: the body's buffer is sized
+         * by it */
+        fctx->json_expected = r->headers_out.content_length_n;
     }
 
     ctx->filter = fctx;
@@ -410,7 +424,7 @@ ngx_http_loyalty_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_loyalty_html(r, fctx, llcf, in);
     }
 
-    return ngx_http_loyalty_json(r, fctx, llcf, in);
+    return ngx_http_loyalty_json_collect(r, fctx, llcf, in);
 }
 
 
@@ -554,35 +568,44 @@ ngx_http_loyalty_html(ngx_http_request_t *r,
  * The body is collected (up to loyalty_inject_json_max_size), checked to
  * be one JSON object without a "loyalty" member, and the member is
  * spliced in before the final "}": the shop's bytes stay as they were.
+ * The buffer grows with the body, so a response takes what its body
+ * needs, not the maximum, whatever the maximum is.
  */
 
 static ngx_int_t
-ngx_http_loyalty_json(ngx_http_request_t *r,
+ngx_http_loyalty_json_collect(ngx_http_request_t *r,
     ngx_http_loyalty_filter_ctx_t *fctx, ngx_http_loyalty_loc_conf_t *llcf,
     ngx_chain_t *in)
 {
-    size_t        len;
+    size_t        len, max;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
+
+    max = llcf->inject_json_max_size;
 
     for (cl = in; cl; cl = cl->next) {
         b = cl->buf;
         len = b->last - b->pos;
 
-        if (fctx->json_len + len > llcf->inject_json_max_size) {
+        /* a Content-Length above the maximum is known to be too large
+         * before its bytes are copied */
+
+        if (fctx->json_expected > (off_t) max
+            || fctx->json_len + len > max)
+        {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "loyalty inject: JSON body larger than %uz bytes, "
-                          "passed unchanged", llcf->inject_json_max_size);
+                          "passed unchanged", max);
 
             /* what was collected goes first, then the rest as it came */
-            return ngx_http_loyalty_json_out(r, fctx, cl);
+            return ngx_http_loyalty_json_send(r, fctx, cl);
         }
 
-        if (fctx->json == NULL && len) {
-            fctx->json = ngx_pnalloc(r->pool, llcf->inject_json_max_size);
-            if (fctx->json == NULL) {
-                return NGX_ERROR;
-            }
+        if (len > fctx->json_size - fctx->json_len
+            && ngx_http_loyalty_json_grow(r, fctx, fctx->json_len + len, max)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         if (len) {
@@ -592,8 +615,7 @@ ngx_http_loyalty_json(ngx_http_request_t *r,
         }
 
         if (b->last_buf) {
-            r->buffered &= ~NGX_HTTP_LOYALTY_BUFFERED;
-            return ngx_http_loyalty_json_out(r, fctx, NULL);
+            return ngx_http_loyalty_json_send(r, fctx, NULL);
         }
     }
 
@@ -603,14 +625,67 @@ ngx_http_loyalty_json(ngx_http_request_t *r,
 }
 
 
+/*
+ * Makes room for need bytes (need <= max).  The first buffer has the
+ * announced Content-Length, or NGX_HTTP_LOYALTY_JSON_START_SIZE; each
+ * next one at least twice the last, so a body is copied less than twice
+ * over in all, and the old buffer is given back at once.
+ */
+
 static ngx_int_t
-ngx_http_loyalty_json_out(ngx_http_request_t *r,
+ngx_http_loyalty_json_grow(ngx_http_request_t *r,
+    ngx_http_loyalty_filter_ctx_t *fctx, size_t need, size_t max)
+{
+    u_char  *p;
+    size_t   size;
+
+    if (fctx->json_size) {
+        size = fctx->json_size * 2;
+
+    } else if (fctx->json_expected > 0) {
+        size = (size_t) fctx->json_expected;
+
+    } else {
+        size = NGX_HTTP_LOYALTY_JSON_START_SIZE;
+    }
+
+    size = ngx_min(ngx_max(size, need), max);
+
+    p = ngx_pnalloc(r->pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (fctx->json != NULL) {
+        ngx_memcpy(p, fctx->json, fctx->json_len);
+        (void) ngx_pfree(r->pool, fctx->json);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "loyalty inject: JSON buffer %uz bytes for %uz",
+                   size, need);
+
+    fctx->json = p;
+    fctx->json_size = size;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Sends the collected body, spliced when rest is NULL (the body is
+ * complete) and it is an object without the member, else as it came,
+ * followed by rest.
+ */
+
+static ngx_int_t
+ngx_http_loyalty_json_send(ngx_http_request_t *r,
     ngx_http_loyalty_filter_ctx_t *fctx, ngx_chain_t *rest)
 {
-    u_char                 *p;
     char                    err[96];
-    size_t                  len;
     ngx_buf_t              *b;
+    ngx_str_t              *key;
+    ngx_uint_t              splice;
     ngx_chain_t            *out, **ll, *cl;
     loyalty_json_object_t   info;
 
@@ -619,6 +694,7 @@ ngx_http_loyalty_json_out(ngx_http_request_t *r,
 
     out = NULL;
     ll = &out;
+    splice = 0;
 
     if (rest == NULL) {
 
@@ -638,48 +714,34 @@ ngx_http_loyalty_json_out(ngx_http_request_t *r,
                           "\"loyalty\" member, passed unchanged");
 
         } else {
-            /* <body up to "}">[,]"loyalty":<fragment><"}" and the rest> */
-
-            len = fctx->json_len + sizeof(",\"loyalty\":") - 1
-                  + fctx->fragment.len;
-
-            p = ngx_pnalloc(r->pool, len);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            ll = ngx_http_loyalty_append(r, ll, p, len, 0);
-            if (ll == NULL) {
-                return NGX_ERROR;
-            }
-
-            p = ngx_cpymem(p, fctx->json, info.close);
-
-            if (!info.empty) {
-                *p++ = ',';
-            }
-
-            p = ngx_cpymem(p, "\"loyalty\":", sizeof("\"loyalty\":") - 1);
-            p = ngx_cpymem(p, fctx->fragment.data, fctx->fragment.len);
-            p = ngx_cpymem(p, fctx->json + info.close,
-                           fctx->json_len - info.close);
-
-            out->buf->last = p;
-            out->buf->last_buf = 1;
-
-            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "loyalty inject: %uz bytes spliced into JSON",
-                           fctx->fragment.len);
-
-            return ngx_http_next_body_filter(r, out);
+            splice = 1;
         }
     }
 
-    if (fctx->json_len) {
+    if (splice) {
+        /* <body up to "}">[,]"loyalty":<fragment><"}" and the rest>, as
+         * buffers pointing into the body: it is not copied again */
+
+        key = &ngx_http_loyalty_member_key;
+
+        ll = ngx_http_loyalty_append(r, ll, fctx->json, info.close, 0);
+        ll = ngx_http_loyalty_append(r, ll, key->data + (info.empty ? 1 : 0),
+                                     key->len - (info.empty ? 1 : 0), 0);
+        ll = ngx_http_loyalty_append(r, ll, fctx->fragment.data,
+                                     fctx->fragment.len, 0);
+        ll = ngx_http_loyalty_append(r, ll, fctx->json + info.close,
+                                     fctx->json_len - info.close, 0);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "loyalty inject: %uz bytes spliced into JSON",
+                       fctx->fragment.len);
+
+    } else {
         ll = ngx_http_loyalty_append(r, ll, fctx->json, fctx->json_len, 0);
-        if (ll == NULL) {
-            return NGX_ERROR;
-        }
+    }
+
+    if (ll == NULL) {
+        return NGX_ERROR;
     }
 
     if (rest != NULL) {
@@ -712,7 +774,8 @@ ngx_http_loyalty_json_out(ngx_http_request_t *r,
 /*
  * Appends a memory buffer with len bytes at p (copied into the pool when
  * copy is set: held-back bytes are overwritten later).  Nothing is
- * appended for zero bytes.
+ * appended for zero bytes.  A NULL ll (an earlier append failed) is
+ * returned as it is, so a run of appends is checked once.
  */
 
 static ngx_chain_t **
@@ -722,7 +785,7 @@ ngx_http_loyalty_append(ngx_http_request_t *r, ngx_chain_t **ll, u_char *p,
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    if (len == 0) {
+    if (ll == NULL || len == 0) {
         return ll;
     }
 

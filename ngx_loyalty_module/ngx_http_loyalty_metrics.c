@@ -16,14 +16,67 @@
 
 #define NGX_HTTP_LOYALTY_METRICS_ZONE_SIZE  (8 * ngx_pagesize)
 
+/* the first buffer for a page of metrics, and the most ever tried: 64
+ * nodes with the longest names, escaped, take well under 128 KiB */
+#define NGX_HTTP_LOYALTY_METRICS_START_SIZE  16384
+#define NGX_HTTP_LOYALTY_METRICS_MAX_SIZE    (1024 * 1024)
+
+
+/* what a family's value is in ngx_http_loyalty_metrics_t */
+typedef enum {
+    NGX_HTTP_LOYALTY_METRIC_VALUE = 0,         /* one ngx_atomic_t */
+    NGX_HTTP_LOYALTY_METRIC_LABELED,           /* an array, one per label */
+    NGX_HTTP_LOYALTY_METRIC_HISTOGRAM          /* latency buckets and sum */
+} ngx_http_loyalty_metric_kind_e;
+
+
+/*
+ * One metric family, in the order both formats print them: the
+ * Prometheus name (after "nginx_loyalty_"), type and help; its key in
+ * the JSON object, and the JSON object its member opens before it
+ * ("redis") or closes after it.
+ */
+typedef struct {
+    char                            *name;
+    char                            *type;
+    char                            *help;
+    char                            *json;
+    char                            *json_open;
+    ngx_uint_t                       json_close;
+    ngx_http_loyalty_metric_kind_e   kind;
+    size_t                           offset;   /* in the snapshot */
+    char                            *label;    /* label name */
+    char                           **labels;   /* label values */
+    ngx_uint_t                       first;    /* labels[first .. last - 1] */
+    ngx_uint_t                       last;
+} ngx_http_loyalty_metric_family_t;
+
+
+/*
+ * One counter of a Redis node.  Prometheus: family
+ * nginx_loyalty_redis_node_<name>_total, a series per node (and kind);
+ * a NULL help continues the family above it.  JSON: a member, named by
+ * the kind when there is one, of the node's object.
+ */
+typedef struct {
+    char                            *name;
+    char                            *help;
+    char                            *kind;
+    size_t                           offset;   /* in node_metrics_t */
+} ngx_http_loyalty_node_counter_t;
+
 
 static ngx_int_t ngx_http_loyalty_metrics_handler(ngx_http_request_t *r);
-static u_char *ngx_http_loyalty_metrics_text(u_char *p,
+static u_char *ngx_http_loyalty_metrics_text(u_char *p, u_char *last,
     ngx_http_loyalty_metrics_t *m);
-static u_char *ngx_http_loyalty_metrics_nodes_text(u_char *p,
+static u_char *ngx_http_loyalty_metrics_nodes_text(u_char *p, u_char *last,
     ngx_http_loyalty_metrics_t *m);
-static u_char *ngx_http_loyalty_metrics_json(u_char *p,
+static u_char *ngx_http_loyalty_metrics_json(u_char *p, u_char *last,
     ngx_http_loyalty_metrics_t *m);
+static u_char *ngx_http_loyalty_metrics_nodes_json(u_char *p, u_char *last,
+    ngx_http_loyalty_metrics_t *m);
+static u_char *ngx_http_loyalty_metrics_escape(u_char *dst,
+    ngx_http_loyalty_node_metrics_t *nm, ngx_uint_t json);
 static ngx_int_t ngx_http_loyalty_metrics_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
@@ -69,6 +122,112 @@ static char  *ngx_http_loyalty_error_labels[] = {
 };
 
 
+#define ngx_http_loyalty_metric(field)                                      \
+    offsetof(ngx_http_loyalty_metrics_t, field)
+
+/* a family of one series, a plain member in JSON */
+#define ngx_http_loyalty_metric_value(name, type, json, field, help)        \
+    { name, type, help, json, NULL, 0, NGX_HTTP_LOYALTY_METRIC_VALUE,       \
+      ngx_http_loyalty_metric(field), NULL, NULL, 0, 0 }
+
+static ngx_http_loyalty_metric_family_t  ngx_http_loyalty_metric_families[] = {
+
+    { "lookups_total", "counter",
+      "Customer lookups by outcome ($loyalty_status).",
+      "lookups", NULL, 0, NGX_HTTP_LOYALTY_METRIC_LABELED,
+      ngx_http_loyalty_metric(lookups), "status",
+      ngx_http_loyalty_status_labels, 1, NGX_HTTP_LOYALTY_STATUSES },
+
+    ngx_http_loyalty_metric_value("lookups_in_flight", "gauge",
+        "lookups_in_flight", in_flight,
+        "Lookups waiting for Redis now."),
+
+    { "redis_commands_total", "counter",
+      "Redis commands sent.",
+      "commands", "redis", 0, NGX_HTTP_LOYALTY_METRIC_VALUE,
+      ngx_http_loyalty_metric(commands), NULL, NULL, 0, 0 },
+
+    ngx_http_loyalty_metric_value("redis_replies_total", "counter",
+        "replies", replies,
+        "Redis replies received."),
+
+    { "redis_errors_total", "counter",
+      "Redis errors by kind: connect failed, connection closed, protocol "
+      "error, error reply, invalid record, AUTH or SELECT refused.",
+      "errors", NULL, 0, NGX_HTTP_LOYALTY_METRIC_LABELED,
+      ngx_http_loyalty_metric(errors), "kind",
+      ngx_http_loyalty_error_labels, 0, NGX_HTTP_LOYALTY_ERRORS },
+
+    ngx_http_loyalty_metric_value("redis_timeouts_total", "counter",
+        "timeouts", timeouts,
+        "Redis commands that got no reply within loyalty_redis_timeout."),
+
+    ngx_http_loyalty_metric_value("redis_reconnects_total", "counter",
+        "reconnects", reconnects,
+        "Connection attempts after a Redis connection failed or was lost."),
+
+    ngx_http_loyalty_metric_value("redis_connections", "gauge",
+        "connections", connections,
+        "Open Redis connections of all workers."),
+
+    { "redis_latency_seconds", "histogram",
+      "Redis round trip, from sending a command to its reply.",
+      "latency_seconds", NULL, 1, NGX_HTTP_LOYALTY_METRIC_HISTOGRAM,
+      ngx_http_loyalty_metric(latency), "le",
+      ngx_http_loyalty_latency_labels, 0, NGX_HTTP_LOYALTY_LATENCY_BUCKETS },
+
+    { "cache_lookups_total", "counter",
+      "Cache outcomes of lookups ($loyalty_cache_status).",
+      "cache", NULL, 0, NGX_HTTP_LOYALTY_METRIC_LABELED,
+      ngx_http_loyalty_metric(cache), "status",
+      ngx_http_loyalty_cache_labels, 1, NGX_HTTP_LOYALTY_CACHE_STATUSES },
+
+    ngx_http_loyalty_metric_value("coalesced_total", "counter",
+        "coalesced", coalesced,
+        "Lookups that joined the same customer's Redis command already in "
+        "flight."),
+
+    ngx_http_loyalty_metric_value("invalidations_total", "counter",
+        "invalidations", invalidations,
+        "Invalidation messages received (each worker receives each "
+        "message)."),
+
+    ngx_http_loyalty_metric_value("breaker_opens_total", "counter",
+        "breaker_opens", breaker_opens,
+        "Times a worker's circuit breaker opened."),
+
+    ngx_http_loyalty_metric_value("breakers_open", "gauge",
+        "breakers_open", breakers_open,
+        "Circuit breakers open now, summed over workers and Redis servers."),
+
+    ngx_http_loyalty_metric_value("log_suppressed_total", "counter",
+        "log_suppressed", log_suppressed,
+        "Error log lines held back by the flood guard."),
+
+    ngx_http_loyalty_metric_value("cluster_map_refreshes_total", "counter",
+        "map_refreshes", map_refreshes,
+        "Redis Cluster slot maps loaded (CLUSTER SLOTS), all workers.")
+};
+
+
+#define ngx_http_loyalty_node_metric(field)                                 \
+    offsetof(ngx_http_loyalty_node_metrics_t, field)
+
+static ngx_http_loyalty_node_counter_t  ngx_http_loyalty_node_counters[] = {
+    { "commands", "Commands sent to the node.", NULL,
+      ngx_http_loyalty_node_metric(commands) },
+    { "replies", "Replies received from the node.", NULL,
+      ngx_http_loyalty_node_metric(replies) },
+    { "errors", "Commands whose connection to the node failed.", NULL,
+      ngx_http_loyalty_node_metric(errors) },
+    { "timeouts", "Commands the node did not answer in time.", NULL,
+      ngx_http_loyalty_node_metric(timeouts) },
+    { "redirects", "Redis Cluster redirections the node answered with.",
+      "moved", ngx_http_loyalty_node_metric(moved) },
+    { "redirects", NULL, "ask", ngx_http_loyalty_node_metric(ask) }
+};
+
+
 static ngx_str_t  ngx_http_loyalty_metrics_text_type =
     ngx_string("text/plain; version=0.0.4; charset=utf-8");
 static ngx_str_t  ngx_http_loyalty_metrics_json_type =
@@ -110,7 +269,7 @@ ngx_http_loyalty_metrics_now_us(void)
 static ngx_int_t
 ngx_http_loyalty_metrics_handler(ngx_http_request_t *r)
 {
-    size_t                       len;
+    size_t                       size;
     ngx_int_t                    rc;
     ngx_buf_t                   *b;
     ngx_str_t                    format;
@@ -152,17 +311,42 @@ ngx_http_loyalty_metrics_handler(ngx_http_request_t *r)
         ngx_memzero(m, sizeof(snapshot));
     }
 
-    /* every line is short and the set of lines is fixed */
+    m->nnodes = ngx_min(m->nnodes, NGX_HTTP_LOYALTY_METRICS_NODES);
 
-    len = 8192 + m->nnodes * 1024;
+    /*
+     * Every write is bounded by the buffer's end.  Output that reaches
+     * the end may have been cut short: it is built again in twice the
+     * room, so nothing is sent truncated, whatever the node names.
+     */
 
-    b = ngx_create_temp_buf(r->pool, len);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    size = NGX_HTTP_LOYALTY_METRICS_START_SIZE;
+
+    for ( ;; ) {
+        b = ngx_create_temp_buf(r->pool, size);
+        if (b == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        b->last = json ? ngx_http_loyalty_metrics_json(b->pos, b->end, m)
+                       : ngx_http_loyalty_metrics_text(b->pos, b->end, m);
+
+        if (b->last < b->end) {
+            break;
+        }
+
+        (void) ngx_pfree(r->pool, b->start);
+
+        if (size >= NGX_HTTP_LOYALTY_METRICS_MAX_SIZE) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "loyalty metrics do not fit in %uz bytes", size);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        size *= 2;
     }
 
-    b->last = json ? ngx_http_loyalty_metrics_json(b->pos, m)
-                   : ngx_http_loyalty_metrics_text(b->pos, m);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "loyalty metrics: %uz bytes", (size_t) (b->last - b->pos));
 
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
@@ -187,240 +371,262 @@ ngx_http_loyalty_metrics_handler(ngx_http_request_t *r)
 }
 
 
+/* Prometheus text exposition format, family by family */
+
 static u_char *
-ngx_http_loyalty_metrics_text(u_char *p, ngx_http_loyalty_metrics_t *m)
+ngx_http_loyalty_metrics_text(u_char *p, u_char *last,
+    ngx_http_loyalty_metrics_t *m)
 {
-    ngx_uint_t  i, sum;
+    ngx_uint_t                         i, k, sum;
+    ngx_atomic_t                      *v;
+    ngx_http_loyalty_metric_family_t  *f;
 
-    p = ngx_sprintf(p,
-            "# HELP nginx_loyalty_lookups_total Customer lookups by outcome "
-            "($loyalty_status).\n"
-            "# TYPE nginx_loyalty_lookups_total counter\n");
+    for (k = 0; k < sizeof(ngx_http_loyalty_metric_families)
+                    / sizeof(ngx_http_loyalty_metric_family_t); k++)
+    {
+        f = &ngx_http_loyalty_metric_families[k];
+        v = (ngx_atomic_t *) ((u_char *) m + f->offset);
 
-    for (i = 1; i < NGX_HTTP_LOYALTY_STATUSES; i++) {
-        p = ngx_sprintf(p, "nginx_loyalty_lookups_total{status=\"%s\"} %uA\n",
-                        ngx_http_loyalty_status_labels[i], m->lookups[i]);
+        p = ngx_slprintf(p, last, "# HELP nginx_loyalty_%s %s\n"
+                         "# TYPE nginx_loyalty_%s %s\n",
+                         f->name, f->help, f->name, f->type);
+
+        switch (f->kind) {
+
+        case NGX_HTTP_LOYALTY_METRIC_VALUE:
+            p = ngx_slprintf(p, last, "nginx_loyalty_%s %uA\n",
+                             f->name, *v);
+            break;
+
+        case NGX_HTTP_LOYALTY_METRIC_LABELED:
+            for (i = f->first; i < f->last; i++) {
+                p = ngx_slprintf(p, last, "nginx_loyalty_%s{%s=\"%s\"} %uA\n",
+                                 f->name, f->label, f->labels[i], v[i]);
+            }
+            break;
+
+        default: /* NGX_HTTP_LOYALTY_METRIC_HISTOGRAM */
+            sum = 0;
+
+            for (i = f->first; i < f->last; i++) {
+                sum += v[i];
+                p = ngx_slprintf(p, last, "nginx_loyalty_%s_bucket"
+                                 "{%s=\"%s\"} %ui\n",
+                                 f->name, f->label, f->labels[i], sum);
+            }
+
+            p = ngx_slprintf(p, last, "nginx_loyalty_%s_sum %uA.%06uA\n"
+                             "nginx_loyalty_%s_count %ui\n",
+                             f->name, m->latency_sum_us / 1000000,
+                             m->latency_sum_us % 1000000, f->name, sum);
+            break;
+        }
     }
 
-    p = ngx_sprintf(p,
-            "# HELP nginx_loyalty_lookups_in_flight Lookups waiting for "
-            "Redis now.\n"
-            "# TYPE nginx_loyalty_lookups_in_flight gauge\n"
-            "nginx_loyalty_lookups_in_flight %uA\n"
-            "# HELP nginx_loyalty_redis_commands_total Redis commands "
-            "sent.\n"
-            "# TYPE nginx_loyalty_redis_commands_total counter\n"
-            "nginx_loyalty_redis_commands_total %uA\n"
-            "# HELP nginx_loyalty_redis_replies_total Redis replies "
-            "received.\n"
-            "# TYPE nginx_loyalty_redis_replies_total counter\n"
-            "nginx_loyalty_redis_replies_total %uA\n",
-            m->in_flight, m->commands, m->replies);
-
-    p = ngx_sprintf(p,
-            "# HELP nginx_loyalty_redis_errors_total Redis errors by kind: "
-            "connect failed, connection closed, protocol error, error "
-            "reply, invalid record, AUTH or SELECT refused.\n"
-            "# TYPE nginx_loyalty_redis_errors_total counter\n");
-
-    for (i = 0; i < NGX_HTTP_LOYALTY_ERRORS; i++) {
-        p = ngx_sprintf(p, "nginx_loyalty_redis_errors_total{kind=\"%s\"} "
-                        "%uA\n", ngx_http_loyalty_error_labels[i],
-                        m->errors[i]);
-    }
-
-    p = ngx_sprintf(p,
-            "# HELP nginx_loyalty_redis_timeouts_total Redis commands that "
-            "got no reply within loyalty_redis_timeout.\n"
-            "# TYPE nginx_loyalty_redis_timeouts_total counter\n"
-            "nginx_loyalty_redis_timeouts_total %uA\n"
-            "# HELP nginx_loyalty_redis_reconnects_total Connection attempts "
-            "after a Redis connection failed or was lost.\n"
-            "# TYPE nginx_loyalty_redis_reconnects_total counter\n"
-            "nginx_loyalty_redis_reconnects_total %uA\n"
-            "# HELP nginx_loyalty_redis_connections Open Redis connections "
-            "of all workers.\n"
-            "# TYPE nginx_loyalty_redis_connections gauge\n"
-            "nginx_loyalty_redis_connections %uA\n",
-            m->timeouts, m->reconnects, m->connections);
-
-    p = ngx_sprintf(p,
-            "# HELP nginx_loyalty_redis_latency_seconds Redis round trip, "
-            "from sending a command to its reply.\n"
-            "# TYPE nginx_loyalty_redis_latency_seconds histogram\n");
-
-    sum = 0;
-
-    for (i = 0; i < NGX_HTTP_LOYALTY_LATENCY_BUCKETS; i++) {
-        sum += m->latency[i];
-        p = ngx_sprintf(p, "nginx_loyalty_redis_latency_seconds_bucket"
-                        "{le=\"%s\"} %ui\n",
-                        ngx_http_loyalty_latency_labels[i], sum);
-    }
-
-    p = ngx_sprintf(p, "nginx_loyalty_redis_latency_seconds_sum %uA.%06uA\n"
-                    "nginx_loyalty_redis_latency_seconds_count %ui\n",
-                    m->latency_sum_us / 1000000, m->latency_sum_us % 1000000,
-                    sum);
-
-    p = ngx_sprintf(p,
-            "# HELP nginx_loyalty_cache_lookups_total Cache outcomes of "
-            "lookups ($loyalty_cache_status).\n"
-            "# TYPE nginx_loyalty_cache_lookups_total counter\n");
-
-    for (i = 1; i < NGX_HTTP_LOYALTY_CACHE_STATUSES; i++) {
-        p = ngx_sprintf(p, "nginx_loyalty_cache_lookups_total"
-                        "{status=\"%s\"} %uA\n",
-                        ngx_http_loyalty_cache_labels[i], m->cache[i]);
-    }
-
-    p = ngx_sprintf(p,
-            "# HELP nginx_loyalty_coalesced_total Lookups that joined the "
-            "same customer's Redis command already in flight.\n"
-            "# TYPE nginx_loyalty_coalesced_total counter\n"
-            "nginx_loyalty_coalesced_total %uA\n"
-            "# HELP nginx_loyalty_invalidations_total Invalidation messages "
-            "received (each worker receives each message).\n"
-            "# TYPE nginx_loyalty_invalidations_total counter\n"
-            "nginx_loyalty_invalidations_total %uA\n"
-            "# HELP nginx_loyalty_breaker_opens_total Times a worker's "
-            "circuit breaker opened.\n"
-            "# TYPE nginx_loyalty_breaker_opens_total counter\n"
-            "nginx_loyalty_breaker_opens_total %uA\n"
-            "# HELP nginx_loyalty_breakers_open Circuit breakers open now, "
-            "summed over workers and Redis servers.\n"
-            "# TYPE nginx_loyalty_breakers_open gauge\n"
-            "nginx_loyalty_breakers_open %uA\n"
-            "# HELP nginx_loyalty_log_suppressed_total Error log lines held "
-            "back by the flood guard.\n"
-            "# TYPE nginx_loyalty_log_suppressed_total counter\n"
-            "nginx_loyalty_log_suppressed_total %uA\n",
-            m->coalesced, m->invalidations, m->breaker_opens,
-            m->breakers_open, m->log_suppressed);
-
-    p = ngx_sprintf(p,
-            "# HELP nginx_loyalty_cluster_map_refreshes_total Redis Cluster "
-            "slot maps loaded (CLUSTER SLOTS), all workers.\n"
-            "# TYPE nginx_loyalty_cluster_map_refreshes_total counter\n"
-            "nginx_loyalty_cluster_map_refreshes_total %uA\n",
-            m->map_refreshes);
-
-    p = ngx_http_loyalty_metrics_nodes_text(p, m);
-
-    return p;
+    return ngx_http_loyalty_metrics_nodes_text(p, last, m);
 }
 
 
 /* per Redis node: one series per node and counter */
 
 static u_char *
-ngx_http_loyalty_metrics_nodes_text(u_char *p, ngx_http_loyalty_metrics_t *m)
+ngx_http_loyalty_metrics_nodes_text(u_char *p, u_char *last,
+    ngx_http_loyalty_metrics_t *m)
 {
-    ngx_uint_t                        i, k, n;
-    ngx_http_loyalty_node_metrics_t  *nm;
+    u_char                           *name_end;
+    u_char                            name[6 * sizeof(m->nodes[0].name)];
+    ngx_uint_t                        i, k, first, end, n;
+    ngx_atomic_t                     *v;
+    ngx_http_loyalty_node_counter_t  *nc;
 
-    static char  *names[] = {
-        "commands", "Commands sent to the node.",
-        "replies", "Replies received from the node.",
-        "errors", "Commands whose connection to the node failed.",
-        "timeouts", "Commands the node did not answer in time."
-    };
+    nc = ngx_http_loyalty_node_counters;
+    n = sizeof(ngx_http_loyalty_node_counters)
+        / sizeof(ngx_http_loyalty_node_counter_t);
 
-    n = ngx_min(m->nnodes, NGX_HTTP_LOYALTY_METRICS_NODES);
+    for (first = 0; first < n; first = end) {
 
-    for (k = 0; k < 8; k += 2) {
-        p = ngx_sprintf(p, "# HELP nginx_loyalty_redis_node_%s_total %s\n"
-                        "# TYPE nginx_loyalty_redis_node_%s_total counter\n",
-                        names[k], names[k + 1], names[k]);
+        /* a family: a counter with help and those continuing it */
 
-        for (i = 0; i < n; i++) {
-            nm = &m->nodes[i];
-            p = ngx_sprintf(p, "nginx_loyalty_redis_node_%s_total"
-                            "{node=\"%s\"} %uA\n", names[k], nm->name,
-                            k == 0 ? nm->commands : k == 2 ? nm->replies
-                            : k == 4 ? nm->errors : nm->timeouts);
+        for (end = first + 1; end < n && nc[end].help == NULL; end++) {
+            /* void */
         }
-    }
 
-    p = ngx_sprintf(p, "# HELP nginx_loyalty_redis_node_redirects_total "
-                    "Redis Cluster redirections the node answered with.\n"
-                    "# TYPE nginx_loyalty_redis_node_redirects_total "
-                    "counter\n");
+        p = ngx_slprintf(p, last, "# HELP nginx_loyalty_redis_node_%s_total "
+                         "%s\n"
+                         "# TYPE nginx_loyalty_redis_node_%s_total counter\n",
+                         nc[first].name, nc[first].help, nc[first].name);
 
-    for (i = 0; i < n; i++) {
-        nm = &m->nodes[i];
-        p = ngx_sprintf(p, "nginx_loyalty_redis_node_redirects_total"
-                        "{node=\"%s\",kind=\"moved\"} %uA\n"
-                        "nginx_loyalty_redis_node_redirects_total"
-                        "{node=\"%s\",kind=\"ask\"} %uA\n",
-                        nm->name, nm->moved, nm->name, nm->ask);
+        for (i = 0; i < m->nnodes; i++) {
+            name_end = ngx_http_loyalty_metrics_escape(name, &m->nodes[i], 0);
+
+            for (k = first; k < end; k++) {
+                v = (ngx_atomic_t *) ((u_char *) &m->nodes[i] + nc[k].offset);
+
+                p = ngx_slprintf(p, last, "nginx_loyalty_redis_node_%s_total"
+                                 "{node=\"%*s\"%s%s%s} %uA\n",
+                                 nc[k].name, (size_t) (name_end - name), name,
+                                 nc[k].kind ? ",kind=\"" : "",
+                                 nc[k].kind ? nc[k].kind : "",
+                                 nc[k].kind ? "\"" : "", *v);
+            }
+        }
     }
 
     return p;
 }
 
 
+/* the same families as one JSON object, grouped as the table says */
+
 static u_char *
-ngx_http_loyalty_metrics_json(u_char *p, ngx_http_loyalty_metrics_t *m)
+ngx_http_loyalty_metrics_json(u_char *p, u_char *last,
+    ngx_http_loyalty_metrics_t *m)
 {
-    ngx_uint_t  i, sum;
+    ngx_uint_t                         i, k, sum;
+    ngx_atomic_t                      *v;
+    ngx_http_loyalty_metric_family_t  *f;
 
-    p = ngx_sprintf(p, "{\"lookups\":{");
+    p = ngx_slprintf(p, last, "{");
 
-    for (i = 1; i < NGX_HTTP_LOYALTY_STATUSES; i++) {
-        p = ngx_sprintf(p, "%s\"%s\":%uA", i > 1 ? "," : "",
-                        ngx_http_loyalty_status_labels[i], m->lookups[i]);
+    for (k = 0; k < sizeof(ngx_http_loyalty_metric_families)
+                    / sizeof(ngx_http_loyalty_metric_family_t); k++)
+    {
+        f = &ngx_http_loyalty_metric_families[k];
+        v = (ngx_atomic_t *) ((u_char *) m + f->offset);
+
+        p = ngx_slprintf(p, last, "%s", k ? "," : "");
+
+        if (f->json_open) {
+            p = ngx_slprintf(p, last, "\"%s\":{", f->json_open);
+        }
+
+        p = ngx_slprintf(p, last, "\"%s\":", f->json);
+
+        switch (f->kind) {
+
+        case NGX_HTTP_LOYALTY_METRIC_VALUE:
+            p = ngx_slprintf(p, last, "%uA", *v);
+            break;
+
+        case NGX_HTTP_LOYALTY_METRIC_LABELED:
+            p = ngx_slprintf(p, last, "{");
+
+            for (i = f->first; i < f->last; i++) {
+                p = ngx_slprintf(p, last, "%s\"%s\":%uA",
+                                 i > f->first ? "," : "", f->labels[i],
+                                 v[i]);
+            }
+
+            p = ngx_slprintf(p, last, "}");
+            break;
+
+        default: /* NGX_HTTP_LOYALTY_METRIC_HISTOGRAM */
+            p = ngx_slprintf(p, last, "{\"buckets\":{");
+
+            sum = 0;
+
+            for (i = f->first; i < f->last; i++) {
+                sum += v[i];
+                p = ngx_slprintf(p, last, "%s\"%s\":%ui",
+                                 i > f->first ? "," : "", f->labels[i], sum);
+            }
+
+            p = ngx_slprintf(p, last, "},\"sum\":%uA.%06uA,\"count\":%ui}",
+                             m->latency_sum_us / 1000000,
+                             m->latency_sum_us % 1000000, sum);
+            break;
+        }
+
+        if (f->json_close) {
+            p = ngx_slprintf(p, last, "}");
+        }
     }
 
-    p = ngx_sprintf(p, "},\"lookups_in_flight\":%uA,\"redis\":{"
-                    "\"commands\":%uA,\"replies\":%uA,\"errors\":{",
-                    m->in_flight, m->commands, m->replies);
+    p = ngx_http_loyalty_metrics_nodes_json(p, last, m);
 
-    for (i = 0; i < NGX_HTTP_LOYALTY_ERRORS; i++) {
-        p = ngx_sprintf(p, "%s\"%s\":%uA", i ? "," : "",
-                        ngx_http_loyalty_error_labels[i], m->errors[i]);
+    return ngx_slprintf(p, last, "}\n");
+}
+
+
+static u_char *
+ngx_http_loyalty_metrics_nodes_json(u_char *p, u_char *last,
+    ngx_http_loyalty_metrics_t *m)
+{
+    u_char                           *name_end;
+    u_char                            name[6 * sizeof(m->nodes[0].name)];
+    ngx_uint_t                        i, k, n;
+    ngx_atomic_t                     *v;
+    ngx_http_loyalty_node_counter_t  *nc;
+
+    nc = ngx_http_loyalty_node_counters;
+    n = sizeof(ngx_http_loyalty_node_counters)
+        / sizeof(ngx_http_loyalty_node_counter_t);
+
+    p = ngx_slprintf(p, last, ",\"nodes\":{");
+
+    for (i = 0; i < m->nnodes; i++) {
+        name_end = ngx_http_loyalty_metrics_escape(name, &m->nodes[i], 1);
+
+        p = ngx_slprintf(p, last, "%s\"%*s\":{", i ? "," : "",
+                         (size_t) (name_end - name), name);
+
+        for (k = 0; k < n; k++) {
+            v = (ngx_atomic_t *) ((u_char *) &m->nodes[i] + nc[k].offset);
+
+            p = ngx_slprintf(p, last, "%s\"%s\":%uA", k ? "," : "",
+                             nc[k].kind ? nc[k].kind : nc[k].name, *v);
+        }
+
+        p = ngx_slprintf(p, last, "}");
     }
 
-    p = ngx_sprintf(p, "},\"timeouts\":%uA,\"reconnects\":%uA,"
-                    "\"connections\":%uA,\"latency_seconds\":{\"buckets\":{",
-                    m->timeouts, m->reconnects, m->connections);
+    return ngx_slprintf(p, last, "}");
+}
 
-    sum = 0;
 
-    for (i = 0; i < NGX_HTTP_LOYALTY_LATENCY_BUCKETS; i++) {
-        sum += m->latency[i];
-        p = ngx_sprintf(p, "%s\"%s\":%ui", i ? "," : "",
-                        ngx_http_loyalty_latency_labels[i], sum);
+/*
+ * A node's name as a Prometheus label value (\\, \" and \n) or a JSON
+ * string (ngx_escape_json): names are addresses as configured, and a
+ * unix socket path may hold any byte.  dst has room for 6 bytes per byte
+ * of the name, the most either escaping takes.
+ */
+
+static u_char *
+ngx_http_loyalty_metrics_escape(u_char *dst,
+    ngx_http_loyalty_node_metrics_t *nm, ngx_uint_t json)
+{
+    u_char  *s, *end;
+
+    s = nm->name;
+    end = s + ngx_strnlen(s, sizeof(nm->name));
+
+    if (json) {
+        return (u_char *) ngx_escape_json(dst, s, end - s);
     }
 
-    p = ngx_sprintf(p, "},\"sum\":%uA.%06uA,\"count\":%ui}},\"cache\":{",
-                    m->latency_sum_us / 1000000, m->latency_sum_us % 1000000,
-                    sum);
+    while (s < end) {
 
-    for (i = 1; i < NGX_HTTP_LOYALTY_CACHE_STATUSES; i++) {
-        p = ngx_sprintf(p, "%s\"%s\":%uA", i > 1 ? "," : "",
-                        ngx_http_loyalty_cache_labels[i], m->cache[i]);
+        switch (*s) {
+
+        case '\\':
+        case '"':
+            *dst++ = '\\';
+            *dst++ = *s;
+            break;
+
+        case '\n':
+            *dst++ = '\\';
+            *dst++ = 'n';
+            break;
+
+        default:
+            *dst++ = *s;
+        }
+
+        s++;
     }
 
-    p = ngx_sprintf(p, "},\"coalesced\":%uA,\"invalidations\":%uA,"
-                    "\"breaker_opens\":%uA,\"breakers_open\":%uA,"
-                    "\"log_suppressed\":%uA,\"map_refreshes\":%uA,"
-                    "\"nodes\":{",
-                    m->coalesced, m->invalidations, m->breaker_opens,
-                    m->breakers_open, m->log_suppressed, m->map_refreshes);
-
-    for (i = 0; i < ngx_min(m->nnodes, NGX_HTTP_LOYALTY_METRICS_NODES); i++) {
-        p = ngx_sprintf(p, "%s\"%s\":{\"commands\":%uA,\"replies\":%uA,"
-                        "\"errors\":%uA,\"timeouts\":%uA,\"moved\":%uA,"
-                        "\"ask\":%uA}", i ? "," : "", m->nodes[i].name,
-                        m->nodes[i].commands, m->nodes[i].replies,
-                        m->nodes[i].errors, m->nodes[i].timeouts,
-                        m->nodes[i].moved, m->nodes[i].ask);
-    }
-
-    p = ngx_sprintf(p, "}}\n");
-
-    return p;
+    return dst;
 }
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/perl
 # loyalty_metrics: after a scripted sequence of requests on two workers
 # the counters equal what was sent; the text parses as Prometheus
-# exposition format; JSON agrees; counters survive a reload (HUP).
+# exposition format; JSON agrees; counters survive a reload (HUP).  The
+# largest output, 64 nodes with long names that need escaping, comes out
+# whole and parses in both formats.
 
 use strict;
 use warnings;
@@ -219,6 +221,74 @@ ok $t->wait_for(sub {
         && value($q, 'nginx_loyalty_redis_reconnects_total') >= 1
         && value($q, 'nginx_loyalty_redis_connections') == 0;
 }, 5), 'failed reconnects counted, no connection open';
+
+$t->check_error_log;
+$t->stop_nginx;
+
+# --- the largest output: 64 nodes with long names ---------------------------
+
+# 65 Redis servers, one per server block, by unix socket paths that do
+# not exist (connecting fails, the names are what counts): names longer
+# than the 63 bytes a node's name keeps, unique within them, holding
+# bytes both formats must escape; the metrics zone has room for 64.
+my $tmp = $t->tmp;
+my @names = ("unix:$tmp/q\"uote\\back\nline.sock",
+             map { sprintf "unix:$tmp/n%02d-%s.sock", $_, "\x01" x 40 }
+                 1 .. 64);
+my $servers = '';
+for my $i (0 .. $#names) {
+    (my $conf_name = $names[$i]) =~ s/(["\\])/\\$1/g;
+    $conf_name =~ s/\n/\\n/g;
+    $servers .= "server {\n    listen 127.0.0.1:%%PORT%%;\n"
+              . "    server_name s$i;\n"
+              . "    loyalty_redis \"$conf_name\";\n"
+              . "    location / { loyalty on; return 200 ok; }\n"
+              . ($i == 0 ? "    location = /metrics { loyalty_metrics; }\n"
+                         : '')
+              . "}\n";
+}
+$t->write_config($servers, workers => 1, access_log => 0);
+$t->start_nginx;
+
+my %kept = map { substr($_, 0, 63) => 1 } @names;
+my $m = $t->get('/metrics');
+$p = parse_prometheus($m->{body});
+is_deeply $p->{errors}, [], '64 nodes: the text parses as Prometheus format';
+cmp_ok length $m->{body}, '>', 16384,
+    '64 nodes: the text is larger than the first buffer ('
+    . length($m->{body}) . ' bytes)';
+like $m->{body},
+    qr/nginx_loyalty_redis_node_redirects_total\{node="[^\n]*",kind="ask"\} \d+\n\z/,
+    '64 nodes: the text ends with the last node\'s last series';
+for my $f (qw(commands replies errors timeouts redirects)) {
+    my @s = @{ $p->{samples}{"nginx_loyalty_redis_node_${f}_total"} // [] };
+    my %nodes;
+    for (@s) {
+        my ($node) = $_->[1] =~ /^node="((?:[^"\\]|\\.)*)"/ or next;
+        $node =~ s/\\(.)/$1 eq 'n' ? "\n" : $1/ge;
+        $nodes{$node}++;
+    }
+    is scalar(@s), ($f eq 'redirects' ? 128 : 64), "64 nodes: $f series";
+    is scalar(grep { $kept{$_} } keys %nodes), 64,
+        "64 nodes: $f: every node name is a configured one, unescaped";
+}
+my $escaped = substr($names[0], 0, 63) =~ s/(["\\])/\\$1/gr =~ s/\n/\\n/gr;
+ok grep({ $_->[1] eq "node=\"$escaped\"" }
+        @{ $p->{samples}{nginx_loyalty_redis_node_commands_total} // [] }),
+    '64 nodes: " \\ and newline are escaped in the label';
+
+$r = $t->get('/metrics?format=json');
+$j = eval { JSON::PP->new->decode($r->{body}) };
+ok $j, '64 nodes: the JSON parses' or diag substr($r->{body}, 0, 300);
+cmp_ok length $r->{body}, '>', 16384,
+    '64 nodes: the JSON is larger than the first buffer ('
+    . length($r->{body}) . ' bytes)';
+is scalar(keys %{ $j->{nodes} // {} }), 64, '64 nodes in the JSON';
+is scalar(grep { $kept{$_} } keys %{ $j->{nodes} // {} }), 64,
+    '64 nodes: every JSON name is a configured one';
+is_deeply [ sort keys %{ (values %{ $j->{nodes} })[0] // {} } ],
+    [ qw(ask commands errors moved replies timeouts) ],
+    '64 nodes: each JSON node has its six counters';
 
 $t->check_error_log;
 $t->stop_nginx;
