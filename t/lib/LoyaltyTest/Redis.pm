@@ -203,30 +203,54 @@ sub _resp_read {
     die "protocol error: unexpected reply line '$line'\n";
 }
 
-# send commands on one connection, return list of raw replies
-sub _redis_exchange {
-    my ($self, $port, @cmds) = @_;
+# connect to $port and send @cmds (array refs), AUTH first when
+# redis_auth is set; returns the handle _redis_receive reads replies from
+sub _redis_send {
+    my ($self, $port, $deadline, @cmds) = @_;
     die "redis: no port given and no redis started\n" unless defined $port;
-    my $deadline = time + $self->{redis_timeout};
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
                                   Proto => 'tcp',
                                   Timeout => $self->{redis_timeout})
         or die "redis: cannot connect to 127.0.0.1:$port: $!\n";
     my @all = @cmds;
     unshift @all, [ 'AUTH', @{ $self->{redis_auth} } ] if $self->{redis_auth};
-    my @replies = eval {
+    unless (eval {
         _write_all($s, join('', map { _resp_encode(@$_) } @all), $deadline);
+        1;
+    }) {
+        my $err = $@;
+        close $s;
+        die "redis (port $port): $err";
+    }
+    return { sock => $s, port => $port, replies => scalar @all,
+             auth => $self->{redis_auth} ? 1 : 0 };
+}
+
+# read every reply of a _redis_send handle and close its connection;
+# returns the raw replies of the commands (not of the AUTH before them)
+sub _redis_receive {
+    my ($h, $deadline) = @_;
+    my $s = delete $h->{sock} or die "redis_command_finish: already finished\n";
+    my @replies = eval {
         my $rd = _reader($s, $deadline);
-        map { _resp_read($rd) } @all;
+        map { _resp_read($rd) } 1 .. $h->{replies};
     };
     my $err = $@;
     close $s;
-    die "redis (port $port): $err" if $err;
-    if ($self->{redis_auth}) {
+    die "redis (port $h->{port}): $err" if $err;
+    if ($h->{auth}) {
         my $a = shift @replies;
         die "redis AUTH failed: $a->{error}\n" if ref $a eq 'HASH';
     }
     return @replies;
+}
+
+# send commands on one connection, return list of raw replies
+sub _redis_exchange {
+    my ($self, $port, @cmds) = @_;
+    my $deadline = time + $self->{redis_timeout};
+    return _redis_receive($self->_redis_send($port, $deadline, @cmds),
+                          $deadline);
 }
 
 sub redis_try_on {
@@ -257,33 +281,15 @@ sub redis_pipeline {
 sub redis_command_start {
     my ($self, @cmd) = @_;
     my %o = ref $cmd[0] eq 'HASH' ? %{ shift @cmd } : ();
-    my $port = $o{port} // $self->redis_port;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp',
-                                  Timeout => $self->{redis_timeout})
-        or die "redis: cannot connect to 127.0.0.1:$port: $!\n";
-    my @all = (\@cmd);
-    unshift @all, [ 'AUTH', @{ $self->{redis_auth} } ] if $self->{redis_auth};
-    _write_all($s, join('', map { _resp_encode(@$_) } @all),
-               time + $self->{redis_timeout});
-    return { sock => $s, port => $port, auth => $self->{redis_auth} ? 1 : 0 };
+    return $self->_redis_send($o{port} // $self->redis_port,
+                              time + $self->{redis_timeout}, \@cmd);
 }
 
 sub redis_command_finish {
     my ($self, $h, %o) = @_;
-    my $s = delete $h->{sock} or die "redis_command_finish: already finished\n";
-    my @replies = eval {
-        my $rd = _reader($s, time + ($o{timeout} // $self->{redis_timeout}));
-        map { _resp_read($rd) } 1 .. 1 + $h->{auth};
-    };
-    my $err = $@;
-    close $s;
-    die "redis (port $h->{port}): $err" if $err;
-    if ($h->{auth}) {
-        my $a = shift @replies;
-        die "redis AUTH failed: $a->{error}\n" if ref $a eq 'HASH';
-    }
-    return $replies[0];
+    my ($r) = _redis_receive($h,
+        time + ($o{timeout} // $self->{redis_timeout}));
+    return $r;
 }
 
 # INFO commandstats calls of one command on a node (0 if never called)
