@@ -149,8 +149,11 @@ struct ngx_http_loyalty_redis_cmd_s {
     void                              *data;
     ngx_pool_t                        *pool;
 
-    /* in a cluster: what a redirection needs to send it again */
-    ngx_http_loyalty_redis_cmd_t     **cmdp;      /* the requester's */
+    /*
+     * In a cluster: what a redirection needs to send it again.  The same
+     * object goes to the other node, so the requester's handle stays
+     * valid; the transport never keeps the requester's pointer to it.
+     */
     ngx_uint_t                         argc;
     ngx_str_t                         *argv;      /* one allocation */
     ngx_msec_t                         deadline;
@@ -191,6 +194,11 @@ static ngx_int_t ngx_http_loyalty_redis_send_node(
     ngx_msec_t timeout, ngx_uint_t argc, ngx_str_t *argv,
     ngx_http_loyalty_redis_handler_pt handler, void *data,
     ngx_http_loyalty_redis_cmd_t **cmdp, ngx_str_t *err);
+static ngx_http_loyalty_redis_conn_t *ngx_http_loyalty_redis_conn(
+    ngx_http_loyalty_redis_node_t *node);
+static ngx_int_t ngx_http_loyalty_redis_queue(
+    ngx_http_loyalty_redis_conn_t *conn, ngx_http_loyalty_redis_cmd_t *cmd,
+    ngx_msec_t timeout, ngx_uint_t argc, ngx_str_t *argv);
 static void ngx_http_loyalty_redis_failed(ngx_http_loyalty_redis_node_t *node);
 static void ngx_http_loyalty_redis_succeeded(
     ngx_http_loyalty_redis_node_t *node);
@@ -216,6 +224,8 @@ static ngx_int_t ngx_http_loyalty_cluster_resend(
     ngx_uint_t asking);
 static ngx_int_t ngx_http_loyalty_cluster_redirect(
     ngx_http_loyalty_redis_cmd_t *cmd, redisReply *rr);
+static ngx_str_t *ngx_http_loyalty_cluster_key(ngx_uint_t argc,
+    ngx_str_t *argv);
 static ngx_uint_t ngx_http_loyalty_cluster_slot(u_char *key, size_t len);
 static ngx_http_loyalty_redis_node_t *ngx_http_loyalty_cluster_node(
     ngx_http_loyalty_cluster_t *c, u_char *host, size_t len, int port);
@@ -268,6 +278,12 @@ static ngx_http_loyalty_log_guard_t  ngx_http_loyalty_redis_connect_guard =
  * called), or at once NGX_HTTP_LOYALTY_REDIS_TIMEOUT or _FAILED (no
  * connection: as the last one ended), _BYPASS (the breaker is open) with
  * err set, or NGX_ERROR.
+ *
+ * cmdp, if not NULL, gets the command's handle with NGX_AGAIN, during
+ * this call only: the transport keeps no pointer to it, so it may be a
+ * local.  The handle stays the same object through cluster redirections
+ * and is valid until the handler has returned or the command is
+ * cancelled.
  */
 
 ngx_int_t
@@ -301,9 +317,6 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
     ngx_str_t *argv, ngx_http_loyalty_redis_handler_pt handler, void *data,
     ngx_http_loyalty_redis_cmd_t **cmdp, ngx_str_t *err)
 {
-    size_t                          lens[NGX_HTTP_LOYALTY_REDIS_MAX_ARGS];
-    ngx_uint_t                      i;
-    const char                     *args[NGX_HTTP_LOYALTY_REDIS_MAX_ARGS];
     ngx_http_loyalty_redis_cmd_t   *cmd;
     ngx_http_loyalty_redis_conn_t  *conn;
 
@@ -312,6 +325,51 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
                       "loyalty redis command with %ui arguments", argc);
         return NGX_ERROR;
     }
+
+    conn = ngx_http_loyalty_redis_conn(node);
+
+    if (conn == NULL) {
+        *err = ngx_http_loyalty_redis_unavailable;
+        return node->conns[0].failure;
+    }
+
+    cmd = ngx_calloc(sizeof(ngx_http_loyalty_redis_cmd_t), log);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->pool = pool;
+
+    cmd->timer.handler = ngx_http_loyalty_redis_timeout_handler;
+    cmd->timer.data = cmd;
+    cmd->timer.log = log;
+
+    if (ngx_http_loyalty_redis_queue(conn, cmd, timeout, argc, argv)
+        != NGX_OK)
+    {
+        ngx_free(cmd);
+        *err = ngx_http_loyalty_redis_closed;
+        return NGX_HTTP_LOYALTY_REDIS_FAILED;
+    }
+
+    /* the requester's handle: written now, never later */
+
+    if (cmdp != NULL) {
+        *cmdp = cmd;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* the connection a command for node goes on; none is a failure */
+
+static ngx_http_loyalty_redis_conn_t *
+ngx_http_loyalty_redis_conn(ngx_http_loyalty_redis_node_t *node)
+{
+    ngx_http_loyalty_redis_conn_t  *conn;
 
     conn = ngx_http_loyalty_redis_pick(node);
 
@@ -322,45 +380,47 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
         if (node->metrics) {
             (void) ngx_atomic_fetch_add(&node->metrics->errors, 1);
         }
-
-        *err = ngx_http_loyalty_redis_unavailable;
-        return node->conns[0].failure;
     }
 
-    cmd = ngx_calloc(sizeof(ngx_http_loyalty_redis_cmd_t), log);
-    if (cmd == NULL) {
-        return NGX_ERROR;
-    }
+    return conn;
+}
+
+
+/*
+ * Puts cmd on conn, for timeout ms: a new command, or one a cluster
+ * redirected.  hiredis copies the words into its output buffer at once
+ * and calls the reply handler with cmd when the reply comes.
+ */
+
+static ngx_int_t
+ngx_http_loyalty_redis_queue(ngx_http_loyalty_redis_conn_t *conn,
+    ngx_http_loyalty_redis_cmd_t *cmd, ngx_msec_t timeout, ngx_uint_t argc,
+    ngx_str_t *argv)
+{
+    size_t                          lens[NGX_HTTP_LOYALTY_REDIS_MAX_ARGS];
+    ngx_uint_t                      i;
+    const char                     *args[NGX_HTTP_LOYALTY_REDIS_MAX_ARGS];
+    ngx_http_loyalty_redis_node_t  *node;
+
+    node = conn->node;
 
     for (i = 0; i < argc; i++) {
         args[i] = (const char *) argv[i].data;
         lens[i] = argv[i].len;
     }
 
-    /* hiredis copies the command into its output buffer at once */
-
     if (redisAsyncCommandArgv(conn->ac, ngx_http_loyalty_redis_reply_handler,
                               cmd, (int) argc, args, lens)
         != REDIS_OK)
     {
-        ngx_free(cmd);
-        *err = ngx_http_loyalty_redis_closed;
-        return NGX_HTTP_LOYALTY_REDIS_FAILED;
+        return NGX_ERROR;
     }
 
     cmd->conn = conn;
-    cmd->handler = handler;
-    cmd->data = data;
-    cmd->pool = pool;
-    cmd->cmdp = cmdp;
     cmd->sent = ngx_current_msec;
     cmd->sent_us = ngx_http_loyalty_metrics_now_us();
 
     ngx_http_loyalty_metric_add(commands, 1);
-
-    cmd->timer.handler = ngx_http_loyalty_redis_timeout_handler;
-    cmd->timer.data = cmd;
-    cmd->timer.log = log;
 
     /* a command queued on a connection still being set up may also wait
      * for the connect */
@@ -375,15 +435,11 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
         (void) ngx_atomic_fetch_add(&node->metrics->commands, 1);
     }
 
-    if (cmdp != NULL) {
-        *cmdp = cmd;
-    }
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, cmd->timer.log, 0,
                    "loyalty redis %V: sent %V, conn %p",
                    &node->name, &argv[0], conn);
 
-    return NGX_AGAIN;
+    return NGX_OK;
 }
 
 
@@ -400,7 +456,6 @@ ngx_http_loyalty_redis_cancel(ngx_http_loyalty_redis_cmd_t *cmd)
     cmd->handler = NULL;
     cmd->data = NULL;
     cmd->pool = NULL;
-    cmd->cmdp = NULL;
     cmd->timer.log = ngx_cycle->log;
 
     /* nobody waits for it: it must not delay a graceful shutdown */
@@ -490,14 +545,16 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
         return;
     }
 
-    /* a cluster's redirection, or a replica gone: sent again elsewhere */
+    /*
+     * A cluster's redirection, or a replica gone: cmd itself is queued
+     * elsewhere, the requester's handle stays valid for a cancel
+     */
 
     if (conn->node->cluster != NULL) {
 
         if (rr != NULL && rr->type == REDIS_REPLY_ERROR
             && ngx_http_loyalty_cluster_redirect(cmd, rr) == NGX_OK)
         {
-            ngx_http_loyalty_redis_cmd_free(cmd);
             return;
         }
 
@@ -506,7 +563,6 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
                  && conn->failure == NGX_HTTP_LOYALTY_REDIS_TIMEOUT)
             && ngx_http_loyalty_cluster_resend(cmd, NULL, 0) == NGX_OK)
         {
-            ngx_http_loyalty_redis_cmd_free(cmd);
             return;
         }
     }
@@ -1638,11 +1694,7 @@ ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
         return NGX_HTTP_LOYALTY_REDIS_FAILED;
     }
 
-    /* EVAL script numkeys key ...: the key is the fourth word */
-
-    key = (argc > 3 && argv[0].len == 4
-           && ngx_strncasecmp(argv[0].data, (u_char *) "EVAL", 4) == 0)
-          ? &argv[3] : &argv[argc > 1 ? 1 : 0];
+    key = ngx_http_loyalty_cluster_key(argc, argv);
 
     slot = ngx_http_loyalty_cluster_slot(key->data, key->len);
 
@@ -1684,7 +1736,6 @@ ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
         *cmdp = cmd;
     }
 
-    cmd->cmdp = cmdp;
     cmd->deadline = ngx_current_msec + timeout;
     cmd->replica = replica;
 
@@ -1718,8 +1769,9 @@ ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
 
 /*
  * Sends cmd again, to node (NULL: the slot's master), for what is left of
- * its deadline; the new command takes over the handler, the requester's
- * pointer and the words.  NGX_OK: the handler is the new command's now.
+ * its deadline: the same object, its handler, words and requester's
+ * handle unchanged.  NGX_OK: it is queued there, and its reply handler
+ * will run again; otherwise it is queued nowhere.
  */
 
 static ngx_int_t
@@ -1730,7 +1782,7 @@ ngx_http_loyalty_cluster_resend(ngx_http_loyalty_redis_cmd_t *cmd,
     ngx_str_t                       err, word, *key;
     ngx_msec_int_t                  left;
     ngx_http_loyalty_cluster_t     *c;
-    ngx_http_loyalty_redis_cmd_t   *ncmd;
+    ngx_http_loyalty_redis_conn_t  *conn;
 
     c = cmd->conn->node->cluster;
 
@@ -1741,11 +1793,7 @@ ngx_http_loyalty_cluster_resend(ngx_http_loyalty_redis_cmd_t *cmd,
     }
 
     if (node == NULL) {
-        key = (cmd->argc > 3 && cmd->argv[0].len == 4
-               && ngx_strncasecmp(cmd->argv[0].data, (u_char *) "EVAL", 4)
-                  == 0)
-              ? &cmd->argv[3] : &cmd->argv[cmd->argc > 1 ? 1 : 0];
-
+        key = ngx_http_loyalty_cluster_key(cmd->argc, cmd->argv);
         node = c->masters[ngx_http_loyalty_cluster_slot(key->data,
                                                         key->len)];
     }
@@ -1755,6 +1803,13 @@ ngx_http_loyalty_cluster_resend(ngx_http_loyalty_redis_cmd_t *cmd,
     if (node == NULL || node->open || left <= 0) {
         return NGX_DECLINED;
     }
+
+    conn = ngx_http_loyalty_redis_conn(node);
+    if (conn == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* ASKING goes first on the connection the command takes */
 
     if (asking) {
         ngx_str_set(&word, "ASKING");
@@ -1767,30 +1822,19 @@ ngx_http_loyalty_cluster_resend(ngx_http_loyalty_redis_cmd_t *cmd,
         }
     }
 
-    rc = ngx_http_loyalty_redis_send_node(node, cmd->pool, cmd->timer.log,
-                                          (ngx_msec_t) left, cmd->argc,
-                                          cmd->argv, cmd->handler, cmd->data,
-                                          &ncmd, &err);
-    if (rc != NGX_AGAIN) {
+    if (ngx_http_loyalty_redis_queue(conn, cmd, (ngx_msec_t) left,
+                                     cmd->argc, cmd->argv)
+        != NGX_OK)
+    {
         return NGX_DECLINED;
     }
 
-    ncmd->cmdp = cmd->cmdp;
-    ncmd->argc = cmd->argc;
-    ncmd->argv = cmd->argv;
-    ncmd->deadline = cmd->deadline;
-    ncmd->redirects = cmd->redirects + 1;
-
-    if (ncmd->cmdp != NULL) {
-        *ncmd->cmdp = ncmd;
-    }
-
-    cmd->argv = NULL;
-    cmd->handler = NULL;
+    cmd->redirects++;
+    cmd->replica = 0;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "loyalty redis cluster: %V sent again to \"%V\"",
-                   &ncmd->argv[0], &node->name);
+                   &cmd->argv[0], &node->name);
 
     return NGX_OK;
 }
@@ -1875,6 +1919,25 @@ ngx_http_loyalty_cluster_redirect(ngx_http_loyalty_redis_cmd_t *cmd,
                    ask ? "ASK" : "MOVED", slot, &node->name);
 
     return ngx_http_loyalty_cluster_resend(cmd, node, ask);
+}
+
+
+/*
+ * The key a command is routed by: the second word (the first for a
+ * command without arguments), or for EVAL script numkeys key ... the
+ * fourth
+ */
+
+static ngx_str_t *
+ngx_http_loyalty_cluster_key(ngx_uint_t argc, ngx_str_t *argv)
+{
+    if (argc > 3 && argv[0].len == 4
+        && ngx_strncasecmp(argv[0].data, (u_char *) "EVAL", 4) == 0)
+    {
+        return &argv[3];
+    }
+
+    return &argv[argc > 1 ? 1 : 0];
 }
 
 
