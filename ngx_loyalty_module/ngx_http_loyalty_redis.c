@@ -267,6 +267,15 @@ static ngx_str_t  ngx_http_loyalty_redis_refused =
 static ngx_str_t  ngx_http_loyalty_redis_breaker =
     ngx_string("circuit breaker open");
 static ngx_str_t  ngx_http_loyalty_redis_ping = ngx_string("PING");
+static ngx_str_t  ngx_http_loyalty_redis_exiting =
+    ngx_string("the worker is shutting down");
+
+/*
+ * Set in a worker once worker_shutdown_timeout has expired: its Redis
+ * connections are closed and no command is sent any more, since nothing
+ * may hold the worker now.
+ */
+static ngx_uint_t  ngx_http_loyalty_redis_expired;
 
 /* two call sites, one cause */
 static ngx_http_loyalty_log_guard_t  ngx_http_loyalty_redis_connect_guard =
@@ -324,6 +333,11 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
         ngx_log_error(NGX_LOG_ALERT, log, 0,
                       "loyalty redis command with %ui arguments", argc);
         return NGX_ERROR;
+    }
+
+    if (ngx_http_loyalty_redis_expired) {
+        *err = ngx_http_loyalty_redis_exiting;
+        return NGX_HTTP_LOYALTY_REDIS_FAILED;
     }
 
     conn = ngx_http_loyalty_redis_conn(node);
@@ -1070,9 +1084,23 @@ ngx_http_loyalty_redis_read_handler(ngx_event_t *ev)
     conn = c->data;
 
     if (c->close) {
+        c->close = 0;
+
+        /*
+         * worker_shutdown_timeout has expired (nginx sets c->error along
+         * with c->close then, for every connection): the commands still
+         * waiting end as failed, and the connection closes
+         */
+
+        if (c->error) {
+            ngx_http_loyalty_redis_expired = 1;
+            conn->node->exiting = 1;
+            ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_FAILED);
+            return;
+        }
+
         /* the worker shuts down gracefully: the connection stays for the
          * last writes, and the worker waits for their replies */
-        c->close = 0;
         ngx_http_loyalty_shutdown((ngx_cycle_t *) ngx_cycle);
         return;
     }

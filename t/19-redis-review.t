@@ -21,6 +21,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
 use LoyaltyTest;
 
@@ -158,7 +159,9 @@ CONF
             $gone ? 'gone' : 'still there', time - $t0;
         ok $gone, "$name: the old worker exits by the shutdown timeout";
         if ($how eq 'QUIT') {
-            ok $t->wait_for(sub { !alive($t->nginx_pid) }, 5),
+            my $master = $t->nginx_pid;
+            ok $t->wait_for(sub { waitpid($master, WNOHANG) == $master
+                                  || !kill 0, $master }, 5),
                 "$name: nginx has exited";
             $t->stop_nginx;
         }
