@@ -247,6 +247,8 @@ static void ngx_http_loyalty_redis_del_write(void *privdata);
 static void ngx_http_loyalty_redis_cleanup(void *privdata);
 
 static ngx_int_t ngx_http_loyalty_redis_str_eq(ngx_str_t *a, ngx_str_t *b);
+static ngx_int_t ngx_http_loyalty_redis_same(
+    ngx_http_loyalty_redis_node_t *node, ngx_http_loyalty_redis_conf_t *rc);
 static ngx_http_loyalty_redis_t *ngx_http_loyalty_cluster_add(ngx_conf_t *cf,
     ngx_http_loyalty_redis_conf_t *rc);
 static ngx_int_t ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf,
@@ -2529,8 +2531,11 @@ ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address)
 
 
 /*
- * One backend per address and credentials: servers that name the same
- * Redis the same way share its connections.
+ * One backend per address, credentials, database and breaker settings:
+ * servers that name the same Redis the same way share its connections
+ * and its breaker.  The breaker is a node's (it counts what happens on
+ * the node's connections), so servers whose breakers differ get nodes of
+ * their own.
  */
 
 ngx_http_loyalty_redis_t *
@@ -2560,9 +2565,7 @@ ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_http_loyalty_redis_conf_t *rc)
         node = rdp[i]->node;
 
         if (ngx_http_loyalty_redis_str_eq(&rdp[i]->name, &rc->address)
-            && ngx_http_loyalty_redis_str_eq(&node->user, &rc->user)
-            && ngx_http_loyalty_redis_str_eq(&node->password, &rc->password)
-            && (node->password.data == NULL) == (rc->password.data == NULL)
+            && ngx_http_loyalty_redis_same(node, rc)
             && node->db == db)
         {
             return rdp[i];
@@ -2606,8 +2609,9 @@ ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_http_loyalty_redis_conf_t *rc)
 
 
 /*
- * A cluster backend: one per seed list, credentials and read mode.  The
- * seeds are parsed here; every other node is found by the workers.
+ * A cluster backend: one per seed list, credentials, breaker settings and
+ * read mode.  The seeds are parsed here; every other node is found by
+ * the workers.
  */
 
 static ngx_http_loyalty_redis_t *
@@ -2642,10 +2646,7 @@ ngx_http_loyalty_cluster_add(ngx_conf_t *cf,
 
         if (c == NULL || rdp[i]->name.len != len - 1
             || c->read_replicas != (rc->read_replicas == 1)
-            || !ngx_http_loyalty_redis_str_eq(&c->tmpl.user, &rc->user)
-            || !ngx_http_loyalty_redis_str_eq(&c->tmpl.password,
-                                              &rc->password)
-            || (c->tmpl.password.data == NULL) != (rc->password.data == NULL))
+            || !ngx_http_loyalty_redis_same(&c->tmpl, rc))
         {
             continue;
         }
@@ -2760,6 +2761,26 @@ ngx_http_loyalty_redis_str_eq(ngx_str_t *a, ngx_str_t *b)
 {
     return a->len == b->len
            && (a->len == 0 || ngx_memcmp(a->data, b->data, a->len) == 0);
+}
+
+
+/* the credentials and the breaker of node are those rc asks for */
+
+static ngx_int_t
+ngx_http_loyalty_redis_same(ngx_http_loyalty_redis_node_t *node,
+    ngx_http_loyalty_redis_conf_t *rc)
+{
+    if (!ngx_http_loyalty_redis_str_eq(&node->user, &rc->user)
+        || !ngx_http_loyalty_redis_str_eq(&node->password, &rc->password)
+        || (node->password.data == NULL) != (rc->password.data == NULL))
+    {
+        return 0;
+    }
+
+    /* without a breaker the cooldown means nothing */
+
+    return node->threshold == rc->breaker_failures
+           && (node->threshold == 0 || node->cooldown == rc->breaker_cooldown);
 }
 
 
