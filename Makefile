@@ -5,6 +5,7 @@
 #   make demo     demo storefront on loopback ports, until Ctrl-C
 #   make fuzz     libFuzzer on lib/ parsers, FUZZ_SECONDS (60) per target
 #   make valgrind the prove suite with nginx under valgrind memcheck
+#   make asan     the prove suite with an ASan/UBSan build of the module
 #   make deb      build/libnginx-mod-http-loyalty_<version>_<arch>.deb
 #   make deps     install the missing Debian packages (every target does)
 
@@ -35,7 +36,7 @@ REPLAY_CFLAGS := $(CFLAGS_LIB) -O1 -fno-omit-frame-pointer \
                -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
 .PHONY: all deps module unit test demo clean bench bench-quick \
-        fuzz fuzz-replay valgrind deb
+        fuzz fuzz-replay valgrind asan deb
 
 all: deps module $(BUILD)/loyalty-cookie
 
@@ -112,6 +113,41 @@ valgrind: deps module unit fuzz-replay $(BUILD)/loyalty-cookie
 	@NGINX_BINARY=$(CURDIR)/tools/valgrind-nginx LOYALTY_VALGRIND=1 \
 	    LOYALTY_VALGRIND_DIR=$(BUILD)/valgrind prove $(PROVE_FLAGS) t/; \
 	rc=$$?; perl tools/valgrind-check $(BUILD)/valgrind && exit $$rc
+
+# The module built with AddressSanitizer and UBSan (-O1, frame pointers)
+# in build/asan, configured like the normal build (Debian's flags, its
+# own builddir), and the prove suite with nginx started by
+# tools/asan-nginx, which preloads the sanitizer runtimes.  FILES= runs a
+# subset (default: every test but the .deb and the browser ones); then
+# tools/asan-check fails on any report, even if prove passed.
+ASAN_BUILD  := $(BUILD)/asan
+ASAN_NGX    := $(ASAN_BUILD)/nginx
+ASAN_MODULE := $(ASAN_BUILD)/ngx_http_loyalty_module.so
+ASAN_FLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
+ASAN_FILES  := $(filter-out t/15-browser.t t/16-deb.t,$(wildcard t/*.t))
+
+$(ASAN_NGX)/Makefile: config
+	rm -rf $(ASAN_NGX)
+	mkdir -p $(ASAN_NGX)
+	cd $(NGINX_SRC) && bash -c '. ./conf_flags; ./configure \
+	    --with-cc-opt="$$(dpkg-buildflags --get CFLAGS) -fPIC $$(dpkg-buildflags --get CPPFLAGS) $(ASAN_FLAGS)" \
+	    --with-ld-opt="$$(dpkg-buildflags --get LDFLAGS) -fPIC -fsanitize=address,undefined" \
+	    "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module="$(CURDIR)" \
+	    --builddir="$(ASAN_NGX)"' > $(ASAN_BUILD)/configure.log 2>&1 \
+	    || { tail -20 $(ASAN_BUILD)/configure.log; exit 1; }
+
+$(ASAN_MODULE): $(ASAN_NGX)/Makefile $(MOD_SRCS)
+	$(MAKE) -s -f $(ASAN_NGX)/Makefile -C $(NGINX_SRC) modules
+	cp $(ASAN_NGX)/ngx_http_loyalty_module.so $@.tmp
+	mv -f $@.tmp $@
+
+asan: deps $(ASAN_MODULE) unit fuzz-replay $(BUILD)/loyalty-cookie
+	rm -rf $(ASAN_BUILD)/logs
+	@mkdir -p $(ASAN_BUILD)/logs
+	@NGINX_BINARY=$(CURDIR)/tools/asan-nginx LOYALTY_MODULE=$(ASAN_MODULE) \
+	    LOYALTY_ASAN_DIR=$(ASAN_BUILD)/logs \
+	    prove $(PROVE_FLAGS) $(or $(FILES),$(ASAN_FILES)); \
+	rc=$$?; sh tools/asan-check $(ASAN_BUILD)/logs && exit $$rc
 
 demo: deps module $(BUILD)/loyalty-cookie
 	@sh demo/run.sh

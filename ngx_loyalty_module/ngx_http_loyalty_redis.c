@@ -149,8 +149,11 @@ struct ngx_http_loyalty_redis_cmd_s {
     void                              *data;
     ngx_pool_t                        *pool;
 
-    /* in a cluster: what a redirection needs to send it again */
-    ngx_http_loyalty_redis_cmd_t     **cmdp;      /* the requester's */
+    /*
+     * In a cluster: what a redirection needs to send it again.  The same
+     * object goes to the other node, so the requester's handle stays
+     * valid; the transport never keeps the requester's pointer to it.
+     */
     ngx_uint_t                         argc;
     ngx_str_t                         *argv;      /* one allocation */
     ngx_msec_t                         deadline;
@@ -191,6 +194,11 @@ static ngx_int_t ngx_http_loyalty_redis_send_node(
     ngx_msec_t timeout, ngx_uint_t argc, ngx_str_t *argv,
     ngx_http_loyalty_redis_handler_pt handler, void *data,
     ngx_http_loyalty_redis_cmd_t **cmdp, ngx_str_t *err);
+static ngx_http_loyalty_redis_conn_t *ngx_http_loyalty_redis_conn(
+    ngx_http_loyalty_redis_node_t *node);
+static ngx_int_t ngx_http_loyalty_redis_queue(
+    ngx_http_loyalty_redis_conn_t *conn, ngx_http_loyalty_redis_cmd_t *cmd,
+    ngx_msec_t timeout, ngx_uint_t argc, ngx_str_t *argv);
 static void ngx_http_loyalty_redis_failed(ngx_http_loyalty_redis_node_t *node);
 static void ngx_http_loyalty_redis_succeeded(
     ngx_http_loyalty_redis_node_t *node);
@@ -216,6 +224,8 @@ static ngx_int_t ngx_http_loyalty_cluster_resend(
     ngx_uint_t asking);
 static ngx_int_t ngx_http_loyalty_cluster_redirect(
     ngx_http_loyalty_redis_cmd_t *cmd, redisReply *rr);
+static ngx_str_t *ngx_http_loyalty_cluster_key(ngx_uint_t argc,
+    ngx_str_t *argv);
 static ngx_uint_t ngx_http_loyalty_cluster_slot(u_char *key, size_t len);
 static ngx_http_loyalty_redis_node_t *ngx_http_loyalty_cluster_node(
     ngx_http_loyalty_cluster_t *c, u_char *host, size_t len, int port);
@@ -237,6 +247,8 @@ static void ngx_http_loyalty_redis_del_write(void *privdata);
 static void ngx_http_loyalty_redis_cleanup(void *privdata);
 
 static ngx_int_t ngx_http_loyalty_redis_str_eq(ngx_str_t *a, ngx_str_t *b);
+static ngx_int_t ngx_http_loyalty_redis_same(
+    ngx_http_loyalty_redis_node_t *node, ngx_http_loyalty_redis_conf_t *rc);
 static ngx_http_loyalty_redis_t *ngx_http_loyalty_cluster_add(ngx_conf_t *cf,
     ngx_http_loyalty_redis_conf_t *rc);
 static ngx_int_t ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf,
@@ -257,6 +269,15 @@ static ngx_str_t  ngx_http_loyalty_redis_refused =
 static ngx_str_t  ngx_http_loyalty_redis_breaker =
     ngx_string("circuit breaker open");
 static ngx_str_t  ngx_http_loyalty_redis_ping = ngx_string("PING");
+static ngx_str_t  ngx_http_loyalty_redis_exiting =
+    ngx_string("the worker is shutting down");
+
+/*
+ * Set in a worker once worker_shutdown_timeout has expired: its Redis
+ * connections are closed and no command is sent any more, since nothing
+ * may hold the worker now.
+ */
+static ngx_uint_t  ngx_http_loyalty_redis_expired;
 
 /* two call sites, one cause */
 static ngx_http_loyalty_log_guard_t  ngx_http_loyalty_redis_connect_guard =
@@ -268,6 +289,12 @@ static ngx_http_loyalty_log_guard_t  ngx_http_loyalty_redis_connect_guard =
  * called), or at once NGX_HTTP_LOYALTY_REDIS_TIMEOUT or _FAILED (no
  * connection: as the last one ended), _BYPASS (the breaker is open) with
  * err set, or NGX_ERROR.
+ *
+ * cmdp, if not NULL, gets the command's handle with NGX_AGAIN, during
+ * this call only: the transport keeps no pointer to it, so it may be a
+ * local.  The handle stays the same object through cluster redirections
+ * and is valid until the handler has returned or the command is
+ * cancelled.
  */
 
 ngx_int_t
@@ -301,9 +328,6 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
     ngx_str_t *argv, ngx_http_loyalty_redis_handler_pt handler, void *data,
     ngx_http_loyalty_redis_cmd_t **cmdp, ngx_str_t *err)
 {
-    size_t                          lens[NGX_HTTP_LOYALTY_REDIS_MAX_ARGS];
-    ngx_uint_t                      i;
-    const char                     *args[NGX_HTTP_LOYALTY_REDIS_MAX_ARGS];
     ngx_http_loyalty_redis_cmd_t   *cmd;
     ngx_http_loyalty_redis_conn_t  *conn;
 
@@ -312,6 +336,56 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
                       "loyalty redis command with %ui arguments", argc);
         return NGX_ERROR;
     }
+
+    if (ngx_http_loyalty_redis_expired) {
+        *err = ngx_http_loyalty_redis_exiting;
+        return NGX_HTTP_LOYALTY_REDIS_FAILED;
+    }
+
+    conn = ngx_http_loyalty_redis_conn(node);
+
+    if (conn == NULL) {
+        *err = ngx_http_loyalty_redis_unavailable;
+        return node->conns[0].failure;
+    }
+
+    cmd = ngx_calloc(sizeof(ngx_http_loyalty_redis_cmd_t), log);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->pool = pool;
+
+    cmd->timer.handler = ngx_http_loyalty_redis_timeout_handler;
+    cmd->timer.data = cmd;
+    cmd->timer.log = log;
+
+    if (ngx_http_loyalty_redis_queue(conn, cmd, timeout, argc, argv)
+        != NGX_OK)
+    {
+        ngx_free(cmd);
+        *err = ngx_http_loyalty_redis_closed;
+        return NGX_HTTP_LOYALTY_REDIS_FAILED;
+    }
+
+    /* the requester's handle: written now, never later */
+
+    if (cmdp != NULL) {
+        *cmdp = cmd;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* the connection a command for node goes on; none is a failure */
+
+static ngx_http_loyalty_redis_conn_t *
+ngx_http_loyalty_redis_conn(ngx_http_loyalty_redis_node_t *node)
+{
+    ngx_http_loyalty_redis_conn_t  *conn;
 
     conn = ngx_http_loyalty_redis_pick(node);
 
@@ -322,45 +396,47 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
         if (node->metrics) {
             (void) ngx_atomic_fetch_add(&node->metrics->errors, 1);
         }
-
-        *err = ngx_http_loyalty_redis_unavailable;
-        return node->conns[0].failure;
     }
 
-    cmd = ngx_calloc(sizeof(ngx_http_loyalty_redis_cmd_t), log);
-    if (cmd == NULL) {
-        return NGX_ERROR;
-    }
+    return conn;
+}
+
+
+/*
+ * Puts cmd on conn, for timeout ms: a new command, or one a cluster
+ * redirected.  hiredis copies the words into its output buffer at once
+ * and calls the reply handler with cmd when the reply comes.
+ */
+
+static ngx_int_t
+ngx_http_loyalty_redis_queue(ngx_http_loyalty_redis_conn_t *conn,
+    ngx_http_loyalty_redis_cmd_t *cmd, ngx_msec_t timeout, ngx_uint_t argc,
+    ngx_str_t *argv)
+{
+    size_t                          lens[NGX_HTTP_LOYALTY_REDIS_MAX_ARGS];
+    ngx_uint_t                      i;
+    const char                     *args[NGX_HTTP_LOYALTY_REDIS_MAX_ARGS];
+    ngx_http_loyalty_redis_node_t  *node;
+
+    node = conn->node;
 
     for (i = 0; i < argc; i++) {
         args[i] = (const char *) argv[i].data;
         lens[i] = argv[i].len;
     }
 
-    /* hiredis copies the command into its output buffer at once */
-
     if (redisAsyncCommandArgv(conn->ac, ngx_http_loyalty_redis_reply_handler,
                               cmd, (int) argc, args, lens)
         != REDIS_OK)
     {
-        ngx_free(cmd);
-        *err = ngx_http_loyalty_redis_closed;
-        return NGX_HTTP_LOYALTY_REDIS_FAILED;
+        return NGX_ERROR;
     }
 
     cmd->conn = conn;
-    cmd->handler = handler;
-    cmd->data = data;
-    cmd->pool = pool;
-    cmd->cmdp = cmdp;
     cmd->sent = ngx_current_msec;
     cmd->sent_us = ngx_http_loyalty_metrics_now_us();
 
     ngx_http_loyalty_metric_add(commands, 1);
-
-    cmd->timer.handler = ngx_http_loyalty_redis_timeout_handler;
-    cmd->timer.data = cmd;
-    cmd->timer.log = log;
 
     /* a command queued on a connection still being set up may also wait
      * for the connect */
@@ -375,15 +451,11 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
         (void) ngx_atomic_fetch_add(&node->metrics->commands, 1);
     }
 
-    if (cmdp != NULL) {
-        *cmdp = cmd;
-    }
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, cmd->timer.log, 0,
                    "loyalty redis %V: sent %V, conn %p",
                    &node->name, &argv[0], conn);
 
-    return NGX_AGAIN;
+    return NGX_OK;
 }
 
 
@@ -400,7 +472,6 @@ ngx_http_loyalty_redis_cancel(ngx_http_loyalty_redis_cmd_t *cmd)
     cmd->handler = NULL;
     cmd->data = NULL;
     cmd->pool = NULL;
-    cmd->cmdp = NULL;
     cmd->timer.log = ngx_cycle->log;
 
     /* nobody waits for it: it must not delay a graceful shutdown */
@@ -490,14 +561,16 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
         return;
     }
 
-    /* a cluster's redirection, or a replica gone: sent again elsewhere */
+    /*
+     * A cluster's redirection, or a replica gone: cmd itself is queued
+     * elsewhere, the requester's handle stays valid for a cancel
+     */
 
     if (conn->node->cluster != NULL) {
 
         if (rr != NULL && rr->type == REDIS_REPLY_ERROR
             && ngx_http_loyalty_cluster_redirect(cmd, rr) == NGX_OK)
         {
-            ngx_http_loyalty_redis_cmd_free(cmd);
             return;
         }
 
@@ -506,7 +579,6 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
                  && conn->failure == NGX_HTTP_LOYALTY_REDIS_TIMEOUT)
             && ngx_http_loyalty_cluster_resend(cmd, NULL, 0) == NGX_OK)
         {
-            ngx_http_loyalty_redis_cmd_free(cmd);
             return;
         }
     }
@@ -1014,9 +1086,23 @@ ngx_http_loyalty_redis_read_handler(ngx_event_t *ev)
     conn = c->data;
 
     if (c->close) {
+        c->close = 0;
+
+        /*
+         * worker_shutdown_timeout has expired (nginx sets c->error along
+         * with c->close then, for every connection): the commands still
+         * waiting end as failed, and the connection closes
+         */
+
+        if (c->error) {
+            ngx_http_loyalty_redis_expired = 1;
+            conn->node->exiting = 1;
+            ngx_http_loyalty_redis_drop(conn, NGX_HTTP_LOYALTY_REDIS_FAILED);
+            return;
+        }
+
         /* the worker shuts down gracefully: the connection stays for the
          * last writes, and the worker waits for their replies */
-        c->close = 0;
         ngx_http_loyalty_shutdown((ngx_cycle_t *) ngx_cycle);
         return;
     }
@@ -1638,11 +1724,7 @@ ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
         return NGX_HTTP_LOYALTY_REDIS_FAILED;
     }
 
-    /* EVAL script numkeys key ...: the key is the fourth word */
-
-    key = (argc > 3 && argv[0].len == 4
-           && ngx_strncasecmp(argv[0].data, (u_char *) "EVAL", 4) == 0)
-          ? &argv[3] : &argv[argc > 1 ? 1 : 0];
+    key = ngx_http_loyalty_cluster_key(argc, argv);
 
     slot = ngx_http_loyalty_cluster_slot(key->data, key->len);
 
@@ -1684,7 +1766,6 @@ ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
         *cmdp = cmd;
     }
 
-    cmd->cmdp = cmdp;
     cmd->deadline = ngx_current_msec + timeout;
     cmd->replica = replica;
 
@@ -1718,8 +1799,9 @@ ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
 
 /*
  * Sends cmd again, to node (NULL: the slot's master), for what is left of
- * its deadline; the new command takes over the handler, the requester's
- * pointer and the words.  NGX_OK: the handler is the new command's now.
+ * its deadline: the same object, its handler, words and requester's
+ * handle unchanged.  NGX_OK: it is queued there, and its reply handler
+ * will run again; otherwise it is queued nowhere.
  */
 
 static ngx_int_t
@@ -1730,7 +1812,7 @@ ngx_http_loyalty_cluster_resend(ngx_http_loyalty_redis_cmd_t *cmd,
     ngx_str_t                       err, word, *key;
     ngx_msec_int_t                  left;
     ngx_http_loyalty_cluster_t     *c;
-    ngx_http_loyalty_redis_cmd_t   *ncmd;
+    ngx_http_loyalty_redis_conn_t  *conn;
 
     c = cmd->conn->node->cluster;
 
@@ -1741,11 +1823,7 @@ ngx_http_loyalty_cluster_resend(ngx_http_loyalty_redis_cmd_t *cmd,
     }
 
     if (node == NULL) {
-        key = (cmd->argc > 3 && cmd->argv[0].len == 4
-               && ngx_strncasecmp(cmd->argv[0].data, (u_char *) "EVAL", 4)
-                  == 0)
-              ? &cmd->argv[3] : &cmd->argv[cmd->argc > 1 ? 1 : 0];
-
+        key = ngx_http_loyalty_cluster_key(cmd->argc, cmd->argv);
         node = c->masters[ngx_http_loyalty_cluster_slot(key->data,
                                                         key->len)];
     }
@@ -1755,6 +1833,13 @@ ngx_http_loyalty_cluster_resend(ngx_http_loyalty_redis_cmd_t *cmd,
     if (node == NULL || node->open || left <= 0) {
         return NGX_DECLINED;
     }
+
+    conn = ngx_http_loyalty_redis_conn(node);
+    if (conn == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* ASKING goes first on the connection the command takes */
 
     if (asking) {
         ngx_str_set(&word, "ASKING");
@@ -1767,30 +1852,19 @@ ngx_http_loyalty_cluster_resend(ngx_http_loyalty_redis_cmd_t *cmd,
         }
     }
 
-    rc = ngx_http_loyalty_redis_send_node(node, cmd->pool, cmd->timer.log,
-                                          (ngx_msec_t) left, cmd->argc,
-                                          cmd->argv, cmd->handler, cmd->data,
-                                          &ncmd, &err);
-    if (rc != NGX_AGAIN) {
+    if (ngx_http_loyalty_redis_queue(conn, cmd, (ngx_msec_t) left,
+                                     cmd->argc, cmd->argv)
+        != NGX_OK)
+    {
         return NGX_DECLINED;
     }
 
-    ncmd->cmdp = cmd->cmdp;
-    ncmd->argc = cmd->argc;
-    ncmd->argv = cmd->argv;
-    ncmd->deadline = cmd->deadline;
-    ncmd->redirects = cmd->redirects + 1;
-
-    if (ncmd->cmdp != NULL) {
-        *ncmd->cmdp = ncmd;
-    }
-
-    cmd->argv = NULL;
-    cmd->handler = NULL;
+    cmd->redirects++;
+    cmd->replica = 0;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "loyalty redis cluster: %V sent again to \"%V\"",
-                   &ncmd->argv[0], &node->name);
+                   &cmd->argv[0], &node->name);
 
     return NGX_OK;
 }
@@ -1875,6 +1949,25 @@ ngx_http_loyalty_cluster_redirect(ngx_http_loyalty_redis_cmd_t *cmd,
                    ask ? "ASK" : "MOVED", slot, &node->name);
 
     return ngx_http_loyalty_cluster_resend(cmd, node, ask);
+}
+
+
+/*
+ * The key a command is routed by: the second word (the first for a
+ * command without arguments), or for EVAL script numkeys key ... the
+ * fourth
+ */
+
+static ngx_str_t *
+ngx_http_loyalty_cluster_key(ngx_uint_t argc, ngx_str_t *argv)
+{
+    if (argc > 3 && argv[0].len == 4
+        && ngx_strncasecmp(argv[0].data, (u_char *) "EVAL", 4) == 0)
+    {
+        return &argv[3];
+    }
+
+    return &argv[argc > 1 ? 1 : 0];
 }
 
 
@@ -2438,8 +2531,11 @@ ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address)
 
 
 /*
- * One backend per address and credentials: servers that name the same
- * Redis the same way share its connections.
+ * One backend per address, credentials, database and breaker settings:
+ * servers that name the same Redis the same way share its connections
+ * and its breaker.  The breaker is a node's (it counts what happens on
+ * the node's connections), so servers whose breakers differ get nodes of
+ * their own.
  */
 
 ngx_http_loyalty_redis_t *
@@ -2469,9 +2565,7 @@ ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_http_loyalty_redis_conf_t *rc)
         node = rdp[i]->node;
 
         if (ngx_http_loyalty_redis_str_eq(&rdp[i]->name, &rc->address)
-            && ngx_http_loyalty_redis_str_eq(&node->user, &rc->user)
-            && ngx_http_loyalty_redis_str_eq(&node->password, &rc->password)
-            && (node->password.data == NULL) == (rc->password.data == NULL)
+            && ngx_http_loyalty_redis_same(node, rc)
             && node->db == db)
         {
             return rdp[i];
@@ -2515,8 +2609,9 @@ ngx_http_loyalty_redis_add(ngx_conf_t *cf, ngx_http_loyalty_redis_conf_t *rc)
 
 
 /*
- * A cluster backend: one per seed list, credentials and read mode.  The
- * seeds are parsed here; every other node is found by the workers.
+ * A cluster backend: one per seed list, credentials, breaker settings and
+ * read mode.  The seeds are parsed here; every other node is found by
+ * the workers.
  */
 
 static ngx_http_loyalty_redis_t *
@@ -2551,10 +2646,7 @@ ngx_http_loyalty_cluster_add(ngx_conf_t *cf,
 
         if (c == NULL || rdp[i]->name.len != len - 1
             || c->read_replicas != (rc->read_replicas == 1)
-            || !ngx_http_loyalty_redis_str_eq(&c->tmpl.user, &rc->user)
-            || !ngx_http_loyalty_redis_str_eq(&c->tmpl.password,
-                                              &rc->password)
-            || (c->tmpl.password.data == NULL) != (rc->password.data == NULL))
+            || !ngx_http_loyalty_redis_same(&c->tmpl, rc))
         {
             continue;
         }
@@ -2669,6 +2761,26 @@ ngx_http_loyalty_redis_str_eq(ngx_str_t *a, ngx_str_t *b)
 {
     return a->len == b->len
            && (a->len == 0 || ngx_memcmp(a->data, b->data, a->len) == 0);
+}
+
+
+/* the credentials and the breaker of node are those rc asks for */
+
+static ngx_int_t
+ngx_http_loyalty_redis_same(ngx_http_loyalty_redis_node_t *node,
+    ngx_http_loyalty_redis_conf_t *rc)
+{
+    if (!ngx_http_loyalty_redis_str_eq(&node->user, &rc->user)
+        || !ngx_http_loyalty_redis_str_eq(&node->password, &rc->password)
+        || (node->password.data == NULL) != (rc->password.data == NULL))
+    {
+        return 0;
+    }
+
+    /* without a breaker the cooldown means nothing */
+
+    return node->threshold == rc->breaker_failures
+           && (node->threshold == 0 || node->cooldown == rc->breaker_cooldown);
 }
 
 
