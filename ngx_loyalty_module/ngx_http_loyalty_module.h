@@ -182,7 +182,8 @@ typedef struct ngx_http_loyalty_ab_s         ngx_http_loyalty_ab_t;
 /*
  * A Redis reply as the handler sees it: strings point into hiredis's
  * memory and are valid only while the handler runs, so it copies what it
- * keeps; element arrays come from the pool given with the command.
+ * keeps; element arrays come from the pool given with the command, or
+ * without one (NULL) from a pool destroyed when the handler returns.
  */
 struct ngx_http_loyalty_reply_s {
     ngx_uint_t                     type;

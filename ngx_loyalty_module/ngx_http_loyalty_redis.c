@@ -29,6 +29,7 @@
 #define NGX_HTTP_LOYALTY_REDIS_MAX_ARGS     16
 #define NGX_HTTP_LOYALTY_REDIS_BACKOFF_MIN  10     /* ms */
 #define NGX_HTTP_LOYALTY_REDIS_BACKOFF_MAX  500    /* ms */
+#define NGX_HTTP_LOYALTY_REDIS_REPLY_POOL   4096   /* bytes, first block */
 
 /*
  * A connection whose oldest command has waited this long (ms) without a
@@ -126,7 +127,6 @@ struct ngx_http_loyalty_cluster_s {
     ngx_msec_t                       refreshed;   /* last CLUSTER SLOTS */
     ngx_http_loyalty_redis_cmd_t    *refresh_cmd;
     ngx_http_loyalty_redis_node_t   *refresh_node;
-    ngx_pool_t                      *refresh_pool;
     ngx_uint_t                       next;        /* node asked next */
     ngx_http_loyalty_redis_t        *backend;
 
@@ -170,6 +170,8 @@ static ngx_http_loyalty_redis_conn_t *ngx_http_loyalty_redis_pick(
     ngx_http_loyalty_redis_node_t *node);
 static void ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac,
     void *r, void *privdata);
+static void ngx_http_loyalty_redis_reply(ngx_http_loyalty_redis_cmd_t *cmd,
+    redisReply *rr);
 static ngx_int_t ngx_http_loyalty_redis_view(ngx_pool_t *pool,
     redisReply *rr, ngx_http_loyalty_reply_t *reply);
 static void ngx_http_loyalty_redis_timeout_handler(ngx_event_t *ev);
@@ -289,6 +291,13 @@ static ngx_http_loyalty_log_guard_t  ngx_http_loyalty_redis_connect_guard =
  * called), or at once NGX_HTTP_LOYALTY_REDIS_TIMEOUT or _FAILED (no
  * connection: as the last one ended), _BYPASS (the breaker is open) with
  * err set, or NGX_ERROR.
+ *
+ * pool holds the element arrays of an array reply (strings always point
+ * into hiredis's buffer, valid while the handler runs).  Without a pool
+ * (NULL), a pool is made for each such reply and destroyed when the
+ * handler returns: the reply is then valid only while the handler runs.
+ * Commands that are not a request's pass NULL rather than a long-lived
+ * pool such as ngx_cycle->pool, which would grow with every reply.
  *
  * cmdp, if not NULL, gets the command's handle with NGX_AGAIN, during
  * this call only: the transport keeps no pointer to it, so it may be a
@@ -520,7 +529,6 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
     redisReply                     *rr = r;
     ngx_str_t                       err;
     ngx_int_t                       rc;
-    ngx_http_loyalty_reply_t        reply;
     ngx_http_loyalty_redis_cmd_t   *cmd;
     ngx_http_loyalty_redis_conn_t  *conn;
 
@@ -607,7 +615,45 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
 
         cmd->handler(cmd->data, rc, NULL, &err);
 
-    } else if (ngx_http_loyalty_redis_view(cmd->pool, rr, &reply) != NGX_OK) {
+    } else {
+        ngx_http_loyalty_redis_reply(cmd, rr);
+    }
+
+    ngx_http_loyalty_redis_cmd_free(cmd);
+}
+
+
+/*
+ * Hands a reply to the handler.  The element arrays of an array reply
+ * come from the command's pool, or, for a command sent without one, from
+ * a pool made for this reply and destroyed when the handler returns: a
+ * worker's commands that are not a request's (flushes, probes, the slot
+ * map) leave nothing behind.
+ */
+
+static void
+ngx_http_loyalty_redis_reply(ngx_http_loyalty_redis_cmd_t *cmd,
+    redisReply *rr)
+{
+    ngx_pool_t                *pool, *temp;
+    ngx_http_loyalty_reply_t   reply;
+
+    pool = cmd->pool;
+    temp = NULL;
+
+    if (pool == NULL && rr->type == REDIS_REPLY_ARRAY && rr->elements) {
+        temp = ngx_create_pool(NGX_HTTP_LOYALTY_REDIS_REPLY_POOL,
+                               cmd->timer.log);
+        if (temp == NULL) {
+            cmd->handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_FAILED, NULL,
+                         &ngx_http_loyalty_redis_nomem);
+            return;
+        }
+
+        pool = temp;
+    }
+
+    if (ngx_http_loyalty_redis_view(pool, rr, &reply) != NGX_OK) {
         cmd->handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_FAILED, NULL,
                      &ngx_http_loyalty_redis_nomem);
 
@@ -615,7 +661,9 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
         cmd->handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_REPLY, &reply, NULL);
     }
 
-    ngx_http_loyalty_redis_cmd_free(cmd);
+    if (temp != NULL) {
+        ngx_destroy_pool(temp);
+    }
 }
 
 
@@ -1595,7 +1643,7 @@ ngx_http_loyalty_redis_probe_handler(ngx_event_t *ev)
     /* the probe waits a whole cooldown: a Redis that wakes up answers it
      * at once */
 
-    rc = ngx_http_loyalty_redis_send_node(node, ngx_cycle->pool, ev->log,
+    rc = ngx_http_loyalty_redis_send_node(node, NULL, ev->log,
                                           node->cooldown, 1,
                                           &ngx_http_loyalty_redis_ping,
                                           ngx_http_loyalty_redis_probe_reply,
@@ -2167,12 +2215,9 @@ ngx_http_loyalty_cluster_refresh_handler(ngx_event_t *ev)
             continue;
         }
 
-        c->refresh_pool = ngx_create_pool(4096, ngx_cycle->log);
-        if (c->refresh_pool == NULL) {
-            return;
-        }
+        /* the reply is needed only while the map is read from it */
 
-        rc = ngx_http_loyalty_redis_send_node(node, c->refresh_pool,
+        rc = ngx_http_loyalty_redis_send_node(node, NULL,
                                               ngx_cycle->log, 1000, 2, argv,
                                           ngx_http_loyalty_cluster_slots_reply,
                                               c, &c->refresh_cmd, &err);
@@ -2187,8 +2232,6 @@ ngx_http_loyalty_cluster_refresh_handler(ngx_event_t *ev)
         }
 
         c->refresh_cmd = NULL;
-        ngx_destroy_pool(c->refresh_pool);
-        c->refresh_pool = NULL;
     }
 
     ngx_http_loyalty_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -2327,11 +2370,6 @@ ngx_http_loyalty_cluster_slots_reply(void *data, ngx_int_t rc,
     }
 
 done:
-
-    if (c->refresh_pool != NULL) {
-        ngx_destroy_pool(c->refresh_pool);
-        c->refresh_pool = NULL;
-    }
 
     if (!c->loaded) {
         ngx_http_loyalty_cluster_refresh(c, NGX_HTTP_LOYALTY_CLUSTER_REFRESH);
