@@ -416,7 +416,8 @@ ngx_http_loyalty_node_metrics_t *ngx_http_loyalty_metrics_node(
 ngx_uint_t ngx_http_loyalty_metrics_now_us(void);
 
 /* ngx_http_loyalty_redis.c */
-ngx_int_t ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address);
+ngx_int_t ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address,
+    ngx_uint_t cluster);
 ngx_http_loyalty_redis_t *ngx_http_loyalty_redis_add(ngx_conf_t *cf,
     ngx_http_loyalty_redis_conf_t *rc);
 void ngx_http_loyalty_redis_use(ngx_http_loyalty_redis_t *rd,

@@ -10,8 +10,9 @@
  *
  * Each worker keeps a small pool of connections per Redis node, connected
  * in init_process and reconnected with backoff.  A backend is what a
- * loyalty_redis directive names; it routes each command to a node by its
- * key (today a single node: the place where cluster slot routing goes).
+ * loyalty_redis or loyalty_redis_cluster directive names: a single node,
+ * or a Redis Cluster, where each command goes to the node that serves
+ * its key's hash slot and follows MOVED and ASK.
  */
 
 
@@ -258,21 +259,23 @@ static ngx_int_t ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf,
     ngx_uint_t cluster);
 
 
-static ngx_str_t  ngx_http_loyalty_redis_unavailable =
+static ngx_str_t  ngx_http_loyalty_redis_err_unavailable =
     ngx_string("not connected, waiting to reconnect");
-static ngx_str_t  ngx_http_loyalty_redis_timed_out = ngx_string("timed out");
-static ngx_str_t  ngx_http_loyalty_redis_stalled =
+static ngx_str_t  ngx_http_loyalty_redis_err_timed_out =
+    ngx_string("timed out");
+static ngx_str_t  ngx_http_loyalty_redis_err_stalled =
     ngx_string("connection dropped: no reply in time");
-static ngx_str_t  ngx_http_loyalty_redis_closed =
+static ngx_str_t  ngx_http_loyalty_redis_err_closed =
     ngx_string("connection closed");
-static ngx_str_t  ngx_http_loyalty_redis_nomem = ngx_string("out of memory");
-static ngx_str_t  ngx_http_loyalty_redis_refused =
+static ngx_str_t  ngx_http_loyalty_redis_err_nomem =
+    ngx_string("out of memory");
+static ngx_str_t  ngx_http_loyalty_redis_err_refused =
     ngx_string("connection refused by AUTH or SELECT");
-static ngx_str_t  ngx_http_loyalty_redis_breaker =
+static ngx_str_t  ngx_http_loyalty_redis_err_breaker =
     ngx_string("circuit breaker open");
-static ngx_str_t  ngx_http_loyalty_redis_ping = ngx_string("PING");
-static ngx_str_t  ngx_http_loyalty_redis_exiting =
+static ngx_str_t  ngx_http_loyalty_redis_err_exiting =
     ngx_string("the worker is shutting down");
+static ngx_str_t  ngx_http_loyalty_redis_ping = ngx_string("PING");
 
 /*
  * Set in a worker once worker_shutdown_timeout has expired: its Redis
@@ -322,7 +325,7 @@ ngx_http_loyalty_redis_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
     node = rd->node;
 
     if (node->open) {
-        *err = ngx_http_loyalty_redis_breaker;
+        *err = ngx_http_loyalty_redis_err_breaker;
         return NGX_HTTP_LOYALTY_REDIS_BYPASS;
     }
 
@@ -347,14 +350,14 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
     }
 
     if (ngx_http_loyalty_redis_expired) {
-        *err = ngx_http_loyalty_redis_exiting;
+        *err = ngx_http_loyalty_redis_err_exiting;
         return NGX_HTTP_LOYALTY_REDIS_FAILED;
     }
 
     conn = ngx_http_loyalty_redis_conn(node);
 
     if (conn == NULL) {
-        *err = ngx_http_loyalty_redis_unavailable;
+        *err = ngx_http_loyalty_redis_err_unavailable;
         return node->conns[0].failure;
     }
 
@@ -375,7 +378,7 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
         != NGX_OK)
     {
         ngx_free(cmd);
-        *err = ngx_http_loyalty_redis_closed;
+        *err = ngx_http_loyalty_redis_err_closed;
         return NGX_HTTP_LOYALTY_REDIS_FAILED;
     }
 
@@ -595,11 +598,11 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
         if (conn->closing && conn->failure == NGX_HTTP_LOYALTY_REDIS_TIMEOUT)
         {
             rc = NGX_HTTP_LOYALTY_REDIS_TIMEOUT;
-            err = ngx_http_loyalty_redis_stalled;
+            err = ngx_http_loyalty_redis_err_stalled;
 
         } else if (conn->refused) {
             rc = NGX_HTTP_LOYALTY_REDIS_FAILED;
-            err = ngx_http_loyalty_redis_refused;
+            err = ngx_http_loyalty_redis_err_refused;
 
         } else {
             rc = NGX_HTTP_LOYALTY_REDIS_FAILED;
@@ -609,7 +612,7 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
                 err.len = ngx_strlen(ac->c.errstr);
 
             } else {
-                err = ngx_http_loyalty_redis_closed;
+                err = ngx_http_loyalty_redis_err_closed;
             }
         }
 
@@ -646,7 +649,7 @@ ngx_http_loyalty_redis_reply(ngx_http_loyalty_redis_cmd_t *cmd,
                                cmd->timer.log);
         if (temp == NULL) {
             cmd->handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_FAILED, NULL,
-                         &ngx_http_loyalty_redis_nomem);
+                         &ngx_http_loyalty_redis_err_nomem);
             return;
         }
 
@@ -655,7 +658,7 @@ ngx_http_loyalty_redis_reply(ngx_http_loyalty_redis_cmd_t *cmd,
 
     if (ngx_http_loyalty_redis_view(pool, rr, &reply) != NGX_OK) {
         cmd->handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_FAILED, NULL,
-                     &ngx_http_loyalty_redis_nomem);
+                     &ngx_http_loyalty_redis_err_nomem);
 
     } else {
         cmd->handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_REPLY, &reply, NULL);
@@ -767,7 +770,7 @@ ngx_http_loyalty_redis_timeout_handler(ngx_event_t *ev)
         cmd->timer.log = ngx_cycle->log;
 
         handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_TIMEOUT, NULL,
-                &ngx_http_loyalty_redis_timed_out);
+                &ngx_http_loyalty_redis_err_timed_out);
 
         cmd->data = NULL;
         cmd->pool = NULL;
@@ -1003,8 +1006,9 @@ ngx_http_loyalty_redis_setup_handler(redisAsyncContext *ac, void *r,
 
     /*
      * Once per connection attempt; the connection is dropped and retried
-     * with the usual backoff (up to 1 s), so wrong credentials cause
-     * neither a log flood nor a reconnect storm.  Never log the password.
+     * with the usual backoff (up to NGX_HTTP_LOYALTY_REDIS_BACKOFF_MAX),
+     * so wrong credentials cause neither a log flood nor a reconnect
+     * storm.  Never log the password.
      */
 
     ngx_http_loyalty_log_error(NGX_LOG_ERR, conn->node->log, 0,
@@ -1762,6 +1766,7 @@ ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
     ngx_uint_t                      i, slot, replica;
     ngx_http_loyalty_cluster_t     *c;
     ngx_http_loyalty_redis_cmd_t   *cmd;
+    ngx_http_loyalty_redis_conn_t  *conn;
     ngx_http_loyalty_redis_node_t  *node, *r;
 
     c = rd->cluster;
@@ -1784,9 +1789,13 @@ ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
     {
         r = c->replicas[slot];
 
-        if (r != NULL && !r->open && ngx_http_loyalty_redis_pick(r) != NULL
-            && r->conns[0].connected | r->conns[1].connected)
-        {
+        /* only a replica that is connected: the master answers at once,
+         * a replica still connecting would make the lookup wait */
+
+        conn = (r != NULL && !r->open) ? ngx_http_loyalty_redis_pick(r)
+                                       : NULL;
+
+        if (conn != NULL && conn->connected) {
             node = r;
             replica = 1;
         }
@@ -1799,7 +1808,7 @@ ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
     }
 
     if (node->open) {
-        *err = ngx_http_loyalty_redis_breaker;
+        *err = ngx_http_loyalty_redis_err_breaker;
         return NGX_HTTP_LOYALTY_REDIS_BYPASS;
     }
 
@@ -2552,19 +2561,15 @@ ngx_http_loyalty_redis_use(ngx_http_loyalty_redis_t *rd,
 }
 
 
+/* an address of loyalty_redis, or a seed of loyalty_redis_cluster */
+
 ngx_int_t
-ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address)
+ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address,
+    ngx_uint_t cluster)
 {
-    ngx_str_t                      *value;
-    ngx_http_loyalty_redis_node_t   node;
+    ngx_http_loyalty_redis_node_t  node;
 
-    /* called from the directive's handler: its name is in cf->args */
-
-    value = cf->args->elts;
-
-    return ngx_http_loyalty_redis_parse_address(cf, address, &node,
-                               value[0].len == sizeof("loyalty_redis_cluster")
-                                               - 1);
+    return ngx_http_loyalty_redis_parse_address(cf, address, &node, cluster);
 }
 
 
