@@ -2056,7 +2056,7 @@ ngx_http_loyalty_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     /* checked here to point at this line; connected to at merge time,
      * when the credentials of the same level are known */
 
-    if (ngx_http_loyalty_redis_check(cf, &value[1]) != NGX_OK) {
+    if (ngx_http_loyalty_redis_check(cf, &value[1], 0) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -2133,7 +2133,7 @@ ngx_http_loyalty_redis_cluster(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     for (i = 1; i < cf->args->nelts; i++) {
-        if (ngx_http_loyalty_redis_check(cf, &value[i]) != NGX_OK) {
+        if (ngx_http_loyalty_redis_check(cf, &value[i], 1) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
 

@@ -182,7 +182,8 @@ typedef struct ngx_http_loyalty_ab_s         ngx_http_loyalty_ab_t;
 /*
  * A Redis reply as the handler sees it: strings point into hiredis's
  * memory and are valid only while the handler runs, so it copies what it
- * keeps; element arrays come from the pool given with the command.
+ * keeps; element arrays come from the pool given with the command, or
+ * without one (NULL) from a pool destroyed when the handler returns.
  */
 struct ngx_http_loyalty_reply_s {
     ngx_uint_t                     type;
@@ -415,7 +416,8 @@ ngx_http_loyalty_node_metrics_t *ngx_http_loyalty_metrics_node(
 ngx_uint_t ngx_http_loyalty_metrics_now_us(void);
 
 /* ngx_http_loyalty_redis.c */
-ngx_int_t ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address);
+ngx_int_t ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address,
+    ngx_uint_t cluster);
 ngx_http_loyalty_redis_t *ngx_http_loyalty_redis_add(ngx_conf_t *cf,
     ngx_http_loyalty_redis_conf_t *rc);
 void ngx_http_loyalty_redis_use(ngx_http_loyalty_redis_t *rd,

@@ -10,8 +10,9 @@
  *
  * Each worker keeps a small pool of connections per Redis node, connected
  * in init_process and reconnected with backoff.  A backend is what a
- * loyalty_redis directive names; it routes each command to a node by its
- * key (today a single node: the place where cluster slot routing goes).
+ * loyalty_redis or loyalty_redis_cluster directive names: a single node,
+ * or a Redis Cluster, where each command goes to the node that serves
+ * its key's hash slot and follows MOVED and ASK.
  */
 
 
@@ -29,6 +30,7 @@
 #define NGX_HTTP_LOYALTY_REDIS_MAX_ARGS     16
 #define NGX_HTTP_LOYALTY_REDIS_BACKOFF_MIN  10     /* ms */
 #define NGX_HTTP_LOYALTY_REDIS_BACKOFF_MAX  500    /* ms */
+#define NGX_HTTP_LOYALTY_REDIS_REPLY_POOL   4096   /* bytes, first block */
 
 /*
  * A connection whose oldest command has waited this long (ms) without a
@@ -126,7 +128,6 @@ struct ngx_http_loyalty_cluster_s {
     ngx_msec_t                       refreshed;   /* last CLUSTER SLOTS */
     ngx_http_loyalty_redis_cmd_t    *refresh_cmd;
     ngx_http_loyalty_redis_node_t   *refresh_node;
-    ngx_pool_t                      *refresh_pool;
     ngx_uint_t                       next;        /* node asked next */
     ngx_http_loyalty_redis_t        *backend;
 
@@ -170,6 +171,8 @@ static ngx_http_loyalty_redis_conn_t *ngx_http_loyalty_redis_pick(
     ngx_http_loyalty_redis_node_t *node);
 static void ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac,
     void *r, void *privdata);
+static void ngx_http_loyalty_redis_reply(ngx_http_loyalty_redis_cmd_t *cmd,
+    redisReply *rr);
 static ngx_int_t ngx_http_loyalty_redis_view(ngx_pool_t *pool,
     redisReply *rr, ngx_http_loyalty_reply_t *reply);
 static void ngx_http_loyalty_redis_timeout_handler(ngx_event_t *ev);
@@ -256,21 +259,23 @@ static ngx_int_t ngx_http_loyalty_redis_parse_address(ngx_conf_t *cf,
     ngx_uint_t cluster);
 
 
-static ngx_str_t  ngx_http_loyalty_redis_unavailable =
+static ngx_str_t  ngx_http_loyalty_redis_err_unavailable =
     ngx_string("not connected, waiting to reconnect");
-static ngx_str_t  ngx_http_loyalty_redis_timed_out = ngx_string("timed out");
-static ngx_str_t  ngx_http_loyalty_redis_stalled =
+static ngx_str_t  ngx_http_loyalty_redis_err_timed_out =
+    ngx_string("timed out");
+static ngx_str_t  ngx_http_loyalty_redis_err_stalled =
     ngx_string("connection dropped: no reply in time");
-static ngx_str_t  ngx_http_loyalty_redis_closed =
+static ngx_str_t  ngx_http_loyalty_redis_err_closed =
     ngx_string("connection closed");
-static ngx_str_t  ngx_http_loyalty_redis_nomem = ngx_string("out of memory");
-static ngx_str_t  ngx_http_loyalty_redis_refused =
+static ngx_str_t  ngx_http_loyalty_redis_err_nomem =
+    ngx_string("out of memory");
+static ngx_str_t  ngx_http_loyalty_redis_err_refused =
     ngx_string("connection refused by AUTH or SELECT");
-static ngx_str_t  ngx_http_loyalty_redis_breaker =
+static ngx_str_t  ngx_http_loyalty_redis_err_breaker =
     ngx_string("circuit breaker open");
-static ngx_str_t  ngx_http_loyalty_redis_ping = ngx_string("PING");
-static ngx_str_t  ngx_http_loyalty_redis_exiting =
+static ngx_str_t  ngx_http_loyalty_redis_err_exiting =
     ngx_string("the worker is shutting down");
+static ngx_str_t  ngx_http_loyalty_redis_ping = ngx_string("PING");
 
 /*
  * Set in a worker once worker_shutdown_timeout has expired: its Redis
@@ -289,6 +294,13 @@ static ngx_http_loyalty_log_guard_t  ngx_http_loyalty_redis_connect_guard =
  * called), or at once NGX_HTTP_LOYALTY_REDIS_TIMEOUT or _FAILED (no
  * connection: as the last one ended), _BYPASS (the breaker is open) with
  * err set, or NGX_ERROR.
+ *
+ * pool holds the element arrays of an array reply (strings always point
+ * into hiredis's buffer, valid while the handler runs).  Without a pool
+ * (NULL), a pool is made for each such reply and destroyed when the
+ * handler returns: the reply is then valid only while the handler runs.
+ * Commands that are not a request's pass NULL rather than a long-lived
+ * pool such as ngx_cycle->pool, which would grow with every reply.
  *
  * cmdp, if not NULL, gets the command's handle with NGX_AGAIN, during
  * this call only: the transport keeps no pointer to it, so it may be a
@@ -313,7 +325,7 @@ ngx_http_loyalty_redis_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
     node = rd->node;
 
     if (node->open) {
-        *err = ngx_http_loyalty_redis_breaker;
+        *err = ngx_http_loyalty_redis_err_breaker;
         return NGX_HTTP_LOYALTY_REDIS_BYPASS;
     }
 
@@ -338,14 +350,14 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
     }
 
     if (ngx_http_loyalty_redis_expired) {
-        *err = ngx_http_loyalty_redis_exiting;
+        *err = ngx_http_loyalty_redis_err_exiting;
         return NGX_HTTP_LOYALTY_REDIS_FAILED;
     }
 
     conn = ngx_http_loyalty_redis_conn(node);
 
     if (conn == NULL) {
-        *err = ngx_http_loyalty_redis_unavailable;
+        *err = ngx_http_loyalty_redis_err_unavailable;
         return node->conns[0].failure;
     }
 
@@ -366,7 +378,7 @@ ngx_http_loyalty_redis_send_node(ngx_http_loyalty_redis_node_t *node,
         != NGX_OK)
     {
         ngx_free(cmd);
-        *err = ngx_http_loyalty_redis_closed;
+        *err = ngx_http_loyalty_redis_err_closed;
         return NGX_HTTP_LOYALTY_REDIS_FAILED;
     }
 
@@ -520,7 +532,6 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
     redisReply                     *rr = r;
     ngx_str_t                       err;
     ngx_int_t                       rc;
-    ngx_http_loyalty_reply_t        reply;
     ngx_http_loyalty_redis_cmd_t   *cmd;
     ngx_http_loyalty_redis_conn_t  *conn;
 
@@ -587,11 +598,11 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
         if (conn->closing && conn->failure == NGX_HTTP_LOYALTY_REDIS_TIMEOUT)
         {
             rc = NGX_HTTP_LOYALTY_REDIS_TIMEOUT;
-            err = ngx_http_loyalty_redis_stalled;
+            err = ngx_http_loyalty_redis_err_stalled;
 
         } else if (conn->refused) {
             rc = NGX_HTTP_LOYALTY_REDIS_FAILED;
-            err = ngx_http_loyalty_redis_refused;
+            err = ngx_http_loyalty_redis_err_refused;
 
         } else {
             rc = NGX_HTTP_LOYALTY_REDIS_FAILED;
@@ -601,21 +612,61 @@ ngx_http_loyalty_redis_reply_handler(redisAsyncContext *ac, void *r,
                 err.len = ngx_strlen(ac->c.errstr);
 
             } else {
-                err = ngx_http_loyalty_redis_closed;
+                err = ngx_http_loyalty_redis_err_closed;
             }
         }
 
         cmd->handler(cmd->data, rc, NULL, &err);
 
-    } else if (ngx_http_loyalty_redis_view(cmd->pool, rr, &reply) != NGX_OK) {
+    } else {
+        ngx_http_loyalty_redis_reply(cmd, rr);
+    }
+
+    ngx_http_loyalty_redis_cmd_free(cmd);
+}
+
+
+/*
+ * Hands a reply to the handler.  The element arrays of an array reply
+ * come from the command's pool, or, for a command sent without one, from
+ * a pool made for this reply and destroyed when the handler returns: a
+ * worker's commands that are not a request's (flushes, probes, the slot
+ * map) leave nothing behind.
+ */
+
+static void
+ngx_http_loyalty_redis_reply(ngx_http_loyalty_redis_cmd_t *cmd,
+    redisReply *rr)
+{
+    ngx_pool_t                *pool, *temp;
+    ngx_http_loyalty_reply_t   reply;
+
+    pool = cmd->pool;
+    temp = NULL;
+
+    if (pool == NULL && rr->type == REDIS_REPLY_ARRAY && rr->elements) {
+        temp = ngx_create_pool(NGX_HTTP_LOYALTY_REDIS_REPLY_POOL,
+                               cmd->timer.log);
+        if (temp == NULL) {
+            cmd->handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_FAILED, NULL,
+                         &ngx_http_loyalty_redis_err_nomem);
+            return;
+        }
+
+        pool = temp;
+    }
+
+    if (ngx_http_loyalty_redis_view(pool, rr, &reply) != NGX_OK) {
         cmd->handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_FAILED, NULL,
-                     &ngx_http_loyalty_redis_nomem);
+                     &ngx_http_loyalty_redis_err_nomem);
 
     } else {
         cmd->handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_REPLY, &reply, NULL);
     }
 
-    ngx_http_loyalty_redis_cmd_free(cmd);
+    if (temp != NULL) {
+        ngx_destroy_pool(temp);
+    }
 }
 
 
@@ -719,7 +770,7 @@ ngx_http_loyalty_redis_timeout_handler(ngx_event_t *ev)
         cmd->timer.log = ngx_cycle->log;
 
         handler(cmd->data, NGX_HTTP_LOYALTY_REDIS_TIMEOUT, NULL,
-                &ngx_http_loyalty_redis_timed_out);
+                &ngx_http_loyalty_redis_err_timed_out);
 
         cmd->data = NULL;
         cmd->pool = NULL;
@@ -955,8 +1006,9 @@ ngx_http_loyalty_redis_setup_handler(redisAsyncContext *ac, void *r,
 
     /*
      * Once per connection attempt; the connection is dropped and retried
-     * with the usual backoff (up to 1 s), so wrong credentials cause
-     * neither a log flood nor a reconnect storm.  Never log the password.
+     * with the usual backoff (up to NGX_HTTP_LOYALTY_REDIS_BACKOFF_MAX),
+     * so wrong credentials cause neither a log flood nor a reconnect
+     * storm.  Never log the password.
      */
 
     ngx_http_loyalty_log_error(NGX_LOG_ERR, conn->node->log, 0,
@@ -1595,7 +1647,7 @@ ngx_http_loyalty_redis_probe_handler(ngx_event_t *ev)
     /* the probe waits a whole cooldown: a Redis that wakes up answers it
      * at once */
 
-    rc = ngx_http_loyalty_redis_send_node(node, ngx_cycle->pool, ev->log,
+    rc = ngx_http_loyalty_redis_send_node(node, NULL, ev->log,
                                           node->cooldown, 1,
                                           &ngx_http_loyalty_redis_ping,
                                           ngx_http_loyalty_redis_probe_reply,
@@ -1714,6 +1766,7 @@ ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
     ngx_uint_t                      i, slot, replica;
     ngx_http_loyalty_cluster_t     *c;
     ngx_http_loyalty_redis_cmd_t   *cmd;
+    ngx_http_loyalty_redis_conn_t  *conn;
     ngx_http_loyalty_redis_node_t  *node, *r;
 
     c = rd->cluster;
@@ -1736,9 +1789,13 @@ ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
     {
         r = c->replicas[slot];
 
-        if (r != NULL && !r->open && ngx_http_loyalty_redis_pick(r) != NULL
-            && r->conns[0].connected | r->conns[1].connected)
-        {
+        /* only a replica that is connected: the master answers at once,
+         * a replica still connecting would make the lookup wait */
+
+        conn = (r != NULL && !r->open) ? ngx_http_loyalty_redis_pick(r)
+                                       : NULL;
+
+        if (conn != NULL && conn->connected) {
             node = r;
             replica = 1;
         }
@@ -1751,7 +1808,7 @@ ngx_http_loyalty_cluster_send(ngx_http_loyalty_redis_t *rd, ngx_pool_t *pool,
     }
 
     if (node->open) {
-        *err = ngx_http_loyalty_redis_breaker;
+        *err = ngx_http_loyalty_redis_err_breaker;
         return NGX_HTTP_LOYALTY_REDIS_BYPASS;
     }
 
@@ -2167,12 +2224,9 @@ ngx_http_loyalty_cluster_refresh_handler(ngx_event_t *ev)
             continue;
         }
 
-        c->refresh_pool = ngx_create_pool(4096, ngx_cycle->log);
-        if (c->refresh_pool == NULL) {
-            return;
-        }
+        /* the reply is needed only while the map is read from it */
 
-        rc = ngx_http_loyalty_redis_send_node(node, c->refresh_pool,
+        rc = ngx_http_loyalty_redis_send_node(node, NULL,
                                               ngx_cycle->log, 1000, 2, argv,
                                           ngx_http_loyalty_cluster_slots_reply,
                                               c, &c->refresh_cmd, &err);
@@ -2187,8 +2241,6 @@ ngx_http_loyalty_cluster_refresh_handler(ngx_event_t *ev)
         }
 
         c->refresh_cmd = NULL;
-        ngx_destroy_pool(c->refresh_pool);
-        c->refresh_pool = NULL;
     }
 
     ngx_http_loyalty_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -2327,11 +2379,6 @@ ngx_http_loyalty_cluster_slots_reply(void *data, ngx_int_t rc,
     }
 
 done:
-
-    if (c->refresh_pool != NULL) {
-        ngx_destroy_pool(c->refresh_pool);
-        c->refresh_pool = NULL;
-    }
 
     if (!c->loaded) {
         ngx_http_loyalty_cluster_refresh(c, NGX_HTTP_LOYALTY_CLUSTER_REFRESH);
@@ -2514,19 +2561,15 @@ ngx_http_loyalty_redis_use(ngx_http_loyalty_redis_t *rd,
 }
 
 
+/* an address of loyalty_redis, or a seed of loyalty_redis_cluster */
+
 ngx_int_t
-ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address)
+ngx_http_loyalty_redis_check(ngx_conf_t *cf, ngx_str_t *address,
+    ngx_uint_t cluster)
 {
-    ngx_str_t                      *value;
-    ngx_http_loyalty_redis_node_t   node;
+    ngx_http_loyalty_redis_node_t  node;
 
-    /* called from the directive's handler: its name is in cf->args */
-
-    value = cf->args->elts;
-
-    return ngx_http_loyalty_redis_parse_address(cf, address, &node,
-                               value[0].len == sizeof("loyalty_redis_cluster")
-                                               - 1);
+    return ngx_http_loyalty_redis_parse_address(cf, address, &node, cluster);
 }
 
 
