@@ -19,6 +19,8 @@
 #include <jansson.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "ngx_http_loyalty_redis.h"
+#include "ngx_http_loyalty_log.h"
 #include "loyalty_ab.h"
 #include "loyalty_fragment.h"
 

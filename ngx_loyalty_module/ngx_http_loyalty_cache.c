@@ -14,6 +14,8 @@
 #include <ngx_http.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "ngx_http_loyalty_cache.h"
+#include "ngx_http_loyalty_log.h"
 
 
 /* values kept per entry: tier, points, then the optional fields */

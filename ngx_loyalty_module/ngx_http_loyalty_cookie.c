@@ -12,6 +12,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "ngx_http_loyalty_cookie.h"
 #include "loyalty_cookie.h"
 #include "loyalty_sign.h"
 

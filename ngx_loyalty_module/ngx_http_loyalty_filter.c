@@ -15,6 +15,8 @@
 #include <ngx_http.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "ngx_http_loyalty_filter.h"
+#include "ngx_http_loyalty_json.h"
 #include "loyalty_marker.h"
 #include "loyalty_jsonobj.h"
 

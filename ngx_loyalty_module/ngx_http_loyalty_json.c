@@ -15,6 +15,9 @@
 #include <jansson.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "ngx_http_loyalty_json.h"
+#include "ngx_http_loyalty_catalog.h"
+#include "ngx_http_loyalty_log.h"
 #include "loyalty_customer.h"
 #include "loyalty_offers.h"
 #include "loyalty_fragment.h"

@@ -12,6 +12,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "ngx_http_loyalty_metrics.h"
 
 
 #define NGX_HTTP_LOYALTY_METRICS_ZONE_SIZE  (8 * ngx_pagesize)

@@ -13,6 +13,14 @@
 #include <ngx_http.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "ngx_http_loyalty_log.h"
+#include "ngx_http_loyalty_metrics.h"
+#include "ngx_http_loyalty_redis.h"
+#include "ngx_http_loyalty_cache.h"
+#include "ngx_http_loyalty_catalog.h"
+#include "ngx_http_loyalty_cookie.h"
+#include "ngx_http_loyalty_json.h"
+#include "ngx_http_loyalty_filter.h"
 #include "loyalty_cookie.h"
 #include "loyalty_record.h"
 

@@ -24,6 +24,9 @@
 #include <hiredis/async.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "ngx_http_loyalty_redis.h"
+#include "ngx_http_loyalty_metrics.h"
+#include "ngx_http_loyalty_log.h"
 
 
 #define NGX_HTTP_LOYALTY_REDIS_POOL         2      /* connections per node */
