@@ -48,6 +48,7 @@ struct ngx_http_loyalty_log_guard_s {
 
 
 ngx_uint_t ngx_http_loyalty_log_allow(ngx_http_loyalty_log_guard_t *g);
+void ngx_http_loyalty_log_tick(void);
 
 
 #endif /* _NGX_HTTP_LOYALTY_LOG_H_INCLUDED_ */

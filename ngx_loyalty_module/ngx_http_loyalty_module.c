@@ -88,7 +88,6 @@ static void ngx_http_loyalty_lookup_insert(ngx_rbtree_node_t *temp,
 static ngx_http_loyalty_status_e ngx_http_loyalty_record(
     ngx_http_loyalty_ctx_t *ctx, ngx_http_loyalty_reply_t *reply,
     ngx_uint_t first);
-static void ngx_http_loyalty_log_report(ngx_http_loyalty_log_guard_t *g);
 static void ngx_http_loyalty_tick(ngx_event_t *ev);
 static void ngx_http_loyalty_resume(ngx_event_t *ev);
 static ngx_int_t ngx_http_loyalty_finish(ngx_http_request_t *r,
@@ -133,10 +132,9 @@ static ngx_int_t ngx_http_loyalty_init_process(ngx_cycle_t *cycle);
 static void ngx_http_loyalty_exit_process(ngx_cycle_t *cycle);
 
 
-/* this worker's lookups in flight, and its log guards */
+/* this worker's lookups in flight */
 static ngx_rbtree_t                   ngx_http_loyalty_lookups;
 static ngx_rbtree_node_t              ngx_http_loyalty_lookups_sentinel;
-static ngx_http_loyalty_log_guard_t  *ngx_http_loyalty_guards;
 static ngx_event_t                    ngx_http_loyalty_tick_event;
 
 
@@ -1530,71 +1528,12 @@ ngx_http_loyalty_shutdown(ngx_cycle_t *cycle)
 }
 
 
-/*
- * The log flood guard behind ngx_http_loyalty_log_error(): one line per
- * second and call site; the rest are counted, and the count is written
- * with the next line or by the next tick.
- */
-
-ngx_uint_t
-ngx_http_loyalty_log_allow(ngx_http_loyalty_log_guard_t *g)
-{
-    time_t  now;
-
-    if (!g->registered) {
-        g->registered = 1;
-        g->next = ngx_http_loyalty_guards;
-        ngx_http_loyalty_guards = g;
-    }
-
-    now = ngx_time();
-
-    if (g->sec == now) {
-        g->suppressed++;
-        ngx_http_loyalty_metric_add(log_suppressed, 1);
-        return 0;
-    }
-
-    ngx_http_loyalty_log_report(g);
-
-    g->sec = now;
-
-    return 1;
-}
-
-
-static void
-ngx_http_loyalty_log_report(ngx_http_loyalty_log_guard_t *g)
-{
-    if (g->suppressed == 0) {
-        return;
-    }
-
-    ngx_log_error(g->level, ngx_cycle->log, 0,
-                  "loyalty: %ui more \"%s\" messages suppressed",
-                  g->suppressed, g->cause);
-
-    g->suppressed = 0;
-}
-
-
 /* every second, in every worker */
 
 static void
 ngx_http_loyalty_tick(ngx_event_t *ev)
 {
-    time_t                         now;
-    ngx_http_loyalty_log_guard_t  *g;
-
-    now = ngx_time();
-
-    /* a summary does not take the second from the next real line */
-
-    for (g = ngx_http_loyalty_guards; g; g = g->next) {
-        if (g->suppressed && g->sec < now) {
-            ngx_http_loyalty_log_report(g);
-        }
-    }
+    ngx_http_loyalty_log_tick();
 
     ngx_http_loyalty_redis_tick(ev->data);
 
