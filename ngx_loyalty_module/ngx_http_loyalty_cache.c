@@ -66,6 +66,8 @@ static uint64_t ngx_http_loyalty_cache_now(void);
 static void ngx_http_loyalty_cache_rbtree_insert_value(
     ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
     ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_http_loyalty_cache_cmp(ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *temp);
 static ngx_int_t ngx_http_loyalty_cache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
@@ -409,8 +411,35 @@ static void
 ngx_http_loyalty_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
-    ngx_rbtree_node_t              **p;
-    ngx_http_loyalty_cache_node_t   *cn, *cnt;
+    ngx_http_loyalty_rbtree_insert(temp, node, sentinel,
+                                   ngx_http_loyalty_cache_cmp);
+}
+
+
+static ngx_int_t
+ngx_http_loyalty_cache_cmp(ngx_rbtree_node_t *node, ngx_rbtree_node_t *temp)
+{
+    ngx_http_loyalty_cache_node_t  *cn, *cnt;
+
+    cn = ngx_http_loyalty_cache_node(node);
+    cnt = ngx_http_loyalty_cache_node(temp);
+
+    return ngx_memn2cmp(cn->data, cnt->data, cn->klen, cnt->klen);
+}
+
+
+/*
+ * Inserts into a tree keyed by a CRC32 in node->key; nodes of equal
+ * hashes are ordered by cmp.  The cache's tree and each worker's tree of
+ * lookups in flight both insert this way.
+ */
+
+void
+ngx_http_loyalty_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel,
+    ngx_http_loyalty_rbtree_cmp_pt cmp)
+{
+    ngx_rbtree_node_t  **p;
 
     for ( ;; ) {
 
@@ -422,11 +451,7 @@ ngx_http_loyalty_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
 
         } else { /* node->key == temp->key */
 
-            cn = ngx_http_loyalty_cache_node(node);
-            cnt = ngx_http_loyalty_cache_node(temp);
-
-            p = (ngx_memn2cmp(cn->data, cnt->data, cn->klen, cnt->klen) < 0)
-                ? &temp->left : &temp->right;
+            p = (cmp(node, temp) < 0) ? &temp->left : &temp->right;
         }
 
         if (*p == sentinel) {

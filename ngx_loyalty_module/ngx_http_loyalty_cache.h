@@ -23,6 +23,11 @@ typedef struct {
 } ngx_http_loyalty_cache_use_t;
 
 
+/* for equal hashes: < 0 when node goes left of temp */
+typedef ngx_int_t (*ngx_http_loyalty_rbtree_cmp_pt)(ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *temp);
+
+
 ngx_http_loyalty_cache_status_e ngx_http_loyalty_cache_get(
     ngx_http_request_t *r, ngx_http_loyalty_cache_t *cache, ngx_str_t *key,
     ngx_msec_t max_ttl, ngx_msec_t stale, ngx_http_loyalty_ctx_t *ctx);
@@ -30,6 +35,9 @@ void ngx_http_loyalty_cache_put(ngx_http_loyalty_cache_t *cache,
     ngx_str_t *key, ngx_http_loyalty_ctx_t *ctx, ngx_log_t *log);
 ngx_uint_t ngx_http_loyalty_cache_delete(ngx_http_loyalty_cache_t *cache,
     ngx_str_t *key);
+void ngx_http_loyalty_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel,
+    ngx_http_loyalty_rbtree_cmp_pt cmp);
 char *ngx_http_loyalty_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_loyalty_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
