@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "ngx_http_loyalty_ctx.h"
 #include "ngx_http_loyalty_redis.h"
 #include "ngx_http_loyalty_log.h"
 #include "loyalty_ab.h"

@@ -15,6 +15,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "ngx_http_loyalty_ctx.h"
 #include "ngx_http_loyalty_filter.h"
 #include "ngx_http_loyalty_json.h"
 #include "loyalty_marker.h"

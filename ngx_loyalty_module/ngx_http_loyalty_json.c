@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "ngx_http_loyalty_ctx.h"
 #include "ngx_http_loyalty_json.h"
 #include "ngx_http_loyalty_catalog.h"
 #include "ngx_http_loyalty_log.h"

@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_loyalty_module.h"
+#include "ngx_http_loyalty_ctx.h"
 #include "ngx_http_loyalty_log.h"
 #include "ngx_http_loyalty_metrics.h"
 #include "ngx_http_loyalty_redis.h"
@@ -54,8 +55,6 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_loyalty_handler(ngx_http_request_t *r);
-static ngx_http_loyalty_ctx_t *ngx_http_loyalty_create_ctx(
-    ngx_http_request_t *r);
 static void ngx_http_loyalty_tick(ngx_event_t *ev);
 static void ngx_http_loyalty_resume(ngx_event_t *ev);
 static ngx_int_t ngx_http_loyalty_finish(ngx_http_request_t *r,
@@ -64,7 +63,6 @@ static ngx_int_t ngx_http_loyalty_set_headers(ngx_http_request_t *r,
     ngx_http_loyalty_ctx_t *ctx, ngx_http_loyalty_loc_conf_t *llcf);
 static ngx_int_t ngx_http_loyalty_push_header(ngx_list_t *headers,
     ngx_http_loyalty_header_t *h, ngx_str_t *value);
-static void ngx_http_loyalty_cleanup(void *data);
 static void ngx_http_loyalty_catalog_fetch(ngx_event_t *ev);
 static void ngx_http_loyalty_catalog_reply(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
@@ -410,33 +408,6 @@ static ngx_http_variable_t  ngx_http_loyalty_vars[] = {
 };
 
 
-/* indexed by ngx_http_loyalty_status_e */
-
-static ngx_str_t  ngx_http_loyalty_status_names[] = {
-    ngx_null_string,
-    ngx_string("ok"),
-    ngx_string("anonymous"),
-    ngx_string("invalid"),
-    ngx_string("unknown"),
-    ngx_string("timeout"),
-    ngx_string("error"),
-    ngx_string("holdout"),
-    ngx_string("bypass")
-};
-
-
-/* indexed by ngx_http_loyalty_cache_status_e */
-
-static ngx_str_t  ngx_http_loyalty_cache_status_names[] = {
-    ngx_null_string,
-    ngx_string("HIT"),
-    ngx_string("MISS"),
-    ngx_string("EXPIRED"),
-    ngx_string("STALE"),
-    ngx_string("BYPASS")
-};
-
-
 /* request headers for the upstream; hashes are filled in at init */
 
 static ngx_http_loyalty_header_t  ngx_http_loyalty_header_id =
@@ -502,6 +473,10 @@ ngx_http_loyalty_handler(ngx_http_request_t *r)
     if (ctx == NULL) {
         return NGX_ERROR;
     }
+
+    ctx->resume.handler = ngx_http_loyalty_resume;
+    ctx->resume.data = ctx;
+    ctx->resume.log = r->connection->log;
 
     ctx->status = ngx_http_loyalty_cookie_id(r, llcf, ctx);
 
@@ -584,82 +559,6 @@ lookup:
 }
 
 
-ngx_http_loyalty_ctx_t *
-ngx_http_loyalty_get_ctx(ngx_http_request_t *r)
-{
-    ngx_pool_cleanup_t      *cln;
-    ngx_http_loyalty_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_loyalty_module);
-
-    if (ctx != NULL) {
-        return ctx;
-    }
-
-    /*
-     * an internal redirect zeroed r->ctx; the lookup's result is still in
-     * the pool cleanup that owns it
-     */
-
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler != ngx_http_loyalty_cleanup) {
-            continue;
-        }
-
-        ctx = cln->data;
-
-        if (ctx->request == r) {
-            ngx_http_set_ctx(r, ctx, ngx_http_loyalty_module);
-            return ctx;
-        }
-    }
-
-    return NULL;
-}
-
-
-static ngx_http_loyalty_ctx_t *
-ngx_http_loyalty_create_ctx(ngx_http_request_t *r)
-{
-    ngx_pool_cleanup_t      *cln;
-    ngx_http_loyalty_ctx_t  *ctx;
-
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_loyalty_ctx_t));
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    ctx = cln->data;
-    ngx_memzero(ctx, sizeof(ngx_http_loyalty_ctx_t));
-
-    /*
-     * set by ngx_memzero():
-     *
-     *     ctx->lookup = NULL;
-     *     ctx->cache_status = NGX_HTTP_LOYALTY_CACHE_NONE;
-     *     ctx->record = 0;
-     *     ctx->stale = 0;
-     *     ctx->status = NGX_HTTP_LOYALTY_NONE;
-     *     ctx->id = { 0, NULL };
-     *     ctx->tier = { 0, NULL };
-     *     ctx->points = { 0, NULL };
-     *     ctx->waiting = 0;
-     *     ctx->done = 0;
-     */
-
-    ctx->request = r;
-    ctx->resume.handler = ngx_http_loyalty_resume;
-    ctx->resume.data = ctx;
-    ctx->resume.log = r->connection->log;
-
-    cln->handler = ngx_http_loyalty_cleanup;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_loyalty_module);
-
-    return ctx;
-}
-
-
 static void
 ngx_http_loyalty_resume(ngx_event_t *ev)
 {
@@ -705,7 +604,7 @@ ngx_http_loyalty_finish(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "loyalty lookup \"%V%V\": %V, tier \"%V\", %M ms",
                    &llcf->key_prefix, &ctx->id,
-                   &ngx_http_loyalty_status_names[ctx->status], &ctx->tier,
+                   ngx_http_loyalty_status_name(ctx), &ctx->tier,
                    ctx->start ? ngx_current_msec - ctx->start : 0);
 
     if (ngx_http_loyalty_set_headers(r, ctx, llcf) != NGX_OK) {
@@ -823,7 +722,7 @@ ngx_http_loyalty_set_headers(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    status = &ngx_http_loyalty_status_names[ctx->status];
+    status = ngx_http_loyalty_status_name(ctx);
 
     if (ctx->variants_text.len
         && ngx_http_loyalty_push_header(&r->headers_in.headers,
@@ -889,24 +788,6 @@ ngx_http_loyalty_push_header(ngx_list_t *headers,
     e->value = *value;
 
     return NGX_OK;
-}
-
-
-static void
-ngx_http_loyalty_cleanup(void *data)
-{
-    ngx_http_loyalty_ctx_t  *ctx = data;
-
-    /* the request ends (or the client left) while Redis has not answered:
-     * the lookup goes on for the others waiting, and for the cache */
-
-    if (ctx->lookup != NULL) {
-        ngx_http_loyalty_lookup_leave(ctx);
-    }
-
-    if (ctx->resume.posted) {
-        ngx_delete_posted_event(&ctx->resume);
-    }
 }
 
 
@@ -987,13 +868,6 @@ ngx_http_loyalty_catalog_reply(void *data, ngx_int_t rc,
     }
 
     cat->loaded = 1;
-}
-
-
-ngx_str_t *
-ngx_http_loyalty_status_name(ngx_http_loyalty_ctx_t *ctx)
-{
-    return &ngx_http_loyalty_status_names[ctx->status];
 }
 
 
@@ -1136,11 +1010,11 @@ ngx_http_loyalty_variable(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_LOYALTY_VAR_CACHE_STATUS:
-        s = &ngx_http_loyalty_cache_status_names[ctx->cache_status];
+        s = ngx_http_loyalty_cache_status_name(ctx);
         break;
 
     default: /* NGX_HTTP_LOYALTY_VAR_STATUS */
-        s = &ngx_http_loyalty_status_names[ctx->status];
+        s = ngx_http_loyalty_status_name(ctx);
         break;
     }
 
