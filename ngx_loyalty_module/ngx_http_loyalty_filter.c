@@ -18,6 +18,7 @@
 #include "ngx_http_loyalty_ctx.h"
 #include "ngx_http_loyalty_filter.h"
 #include "ngx_http_loyalty_json.h"
+#include "ngx_http_loyalty_headers.h"
 #include "loyalty_marker.h"
 #include "loyalty_jsonobj.h"
 
@@ -297,31 +298,20 @@ static ngx_int_t
 ngx_http_loyalty_set_response_header(ngx_http_request_t *r, ngx_str_t *key,
     ngx_str_t *value)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t                 *h;
+    ngx_http_loyalty_header_walk_t   w;
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
+    w.part = &r->headers_out.headers.part;
+    w.i = 0;
 
-    for (i = 0; /* void */ ; i++) {
+    while ((h = ngx_http_loyalty_header_next(&w)) != NULL) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash != 0
-            && h[i].key.len == key->len
-            && ngx_strncasecmp(h[i].key.data, key->data, key->len) == 0)
+        if (h->hash != 0
+            && h->key.len == key->len
+            && ngx_strncasecmp(h->key.data, key->data, key->len) == 0)
         {
             /* the header filter skips entries with a zero hash */
-            h[i].hash = 0;
+            h->hash = 0;
         }
     }
 

@@ -19,6 +19,7 @@
 #include "ngx_http_loyalty_redis.h"
 #include "ngx_http_loyalty_cache.h"
 #include "ngx_http_loyalty_lookup.h"
+#include "ngx_http_loyalty_headers.h"
 #include "ngx_http_loyalty_catalog.h"
 #include "ngx_http_loyalty_cookie.h"
 #include "ngx_http_loyalty_json.h"
@@ -44,25 +45,12 @@
 /* reply time allowed for fetching the offer catalog (ms) */
 #define NGX_HTTP_LOYALTY_CATALOG_TIMEOUT  1000
 
-#define NGX_HTTP_LOYALTY_HEADER_PREFIX  "x-loyalty-"
-
-
-typedef struct {
-    ngx_str_t                      key;
-    ngx_str_t                      lowcase;
-    ngx_uint_t                     hash;
-} ngx_http_loyalty_header_t;
-
 
 static ngx_int_t ngx_http_loyalty_handler(ngx_http_request_t *r);
 static void ngx_http_loyalty_tick(ngx_event_t *ev);
 static void ngx_http_loyalty_resume(ngx_event_t *ev);
 static ngx_int_t ngx_http_loyalty_finish(ngx_http_request_t *r,
     ngx_http_loyalty_ctx_t *ctx);
-static ngx_int_t ngx_http_loyalty_set_headers(ngx_http_request_t *r,
-    ngx_http_loyalty_ctx_t *ctx, ngx_http_loyalty_loc_conf_t *llcf);
-static ngx_int_t ngx_http_loyalty_push_header(ngx_list_t *headers,
-    ngx_http_loyalty_header_t *h, ngx_str_t *value);
 static void ngx_http_loyalty_catalog_fetch(ngx_event_t *ev);
 static void ngx_http_loyalty_catalog_reply(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
@@ -408,20 +396,6 @@ static ngx_http_variable_t  ngx_http_loyalty_vars[] = {
 };
 
 
-/* request headers for the upstream; hashes are filled in at init */
-
-static ngx_http_loyalty_header_t  ngx_http_loyalty_header_id =
-    { ngx_string("X-Loyalty-Id"), ngx_string("x-loyalty-id"), 0 };
-static ngx_http_loyalty_header_t  ngx_http_loyalty_header_tier =
-    { ngx_string("X-Loyalty-Tier"), ngx_string("x-loyalty-tier"), 0 };
-static ngx_http_loyalty_header_t  ngx_http_loyalty_header_points =
-    { ngx_string("X-Loyalty-Points"), ngx_string("x-loyalty-points"), 0 };
-static ngx_http_loyalty_header_t  ngx_http_loyalty_header_status =
-    { ngx_string("X-Loyalty-Status"), ngx_string("x-loyalty-status"), 0 };
-static ngx_http_loyalty_header_t  ngx_http_loyalty_header_variants =
-    { ngx_string("X-Loyalty-Variants"), ngx_string("x-loyalty-variants"), 0 };
-
-
 static ngx_str_t  ngx_http_loyalty_get = ngx_string("GET");
 
 
@@ -612,182 +586,6 @@ ngx_http_loyalty_finish(ngx_http_request_t *r, ngx_http_loyalty_ctx_t *ctx)
     }
 
     return NGX_DECLINED;
-}
-
-
-/*
- * Client-sent X-Loyalty-* headers are removed whatever the outcome, so a
- * client can never claim a tier; ours are added when enabled.  nginx
- * keeps pointers into r->headers_in.headers (host, cookies, ...), so the
- * list is rebuilt rather than shifted; a subrequest shares its parent's
- * list parts, so it always gets a list of its own.
- */
-
-static ngx_int_t
-ngx_http_loyalty_set_headers(ngx_http_request_t *r,
-    ngx_http_loyalty_ctx_t *ctx, ngx_http_loyalty_loc_conf_t *llcf)
-{
-    ngx_str_t         *status;
-    ngx_uint_t         i, n, spoofed;
-    ngx_list_t         old;
-    ngx_list_part_t   *part;
-    ngx_table_elt_t   *h, *nh;
-
-    spoofed = 0;
-    n = 0;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        n++;
-
-        if (h[i].key.len >= sizeof(NGX_HTTP_LOYALTY_HEADER_PREFIX) - 1
-            && ngx_strncasecmp(h[i].key.data,
-                               (u_char *) NGX_HTTP_LOYALTY_HEADER_PREFIX,
-                               sizeof(NGX_HTTP_LOYALTY_HEADER_PREFIX) - 1)
-               == 0)
-        {
-            spoofed++;
-        }
-    }
-
-    if (spoofed) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "loyalty removed %ui client-sent X-Loyalty-* "
-                      "request header(s)", spoofed);
-    }
-
-    if (spoofed || (llcf->upstream_headers && r != r->main)) {
-
-        /*
-         * a list cannot be copied by value (its "last" points into
-         * itself): keep the old parts and initialize the list in place
-         */
-
-        old = r->headers_in.headers;
-
-        if (ngx_list_init(&r->headers_in.headers, r->pool, n + 4,
-                          sizeof(ngx_table_elt_t))
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        part = &old.part;
-        h = part->elts;
-
-        for (i = 0; /* void */ ; i++) {
-
-            if (i >= part->nelts) {
-                if (part->next == NULL) {
-                    break;
-                }
-
-                part = part->next;
-                h = part->elts;
-                i = 0;
-            }
-
-            if (h[i].key.len >= sizeof(NGX_HTTP_LOYALTY_HEADER_PREFIX) - 1
-                && ngx_strncasecmp(h[i].key.data,
-                                   (u_char *) NGX_HTTP_LOYALTY_HEADER_PREFIX,
-                                   sizeof(NGX_HTTP_LOYALTY_HEADER_PREFIX) - 1)
-                   == 0)
-            {
-                continue;
-            }
-
-            nh = ngx_list_push(&r->headers_in.headers);
-            if (nh == NULL) {
-                return NGX_ERROR;
-            }
-
-            *nh = h[i];
-        }
-    }
-
-    if (!llcf->upstream_headers || ctx->status == NGX_HTTP_LOYALTY_HOLDOUT) {
-        return NGX_OK;
-    }
-
-    status = ngx_http_loyalty_status_name(ctx);
-
-    if (ctx->variants_text.len
-        && ngx_http_loyalty_push_header(&r->headers_in.headers,
-                                        &ngx_http_loyalty_header_variants,
-                                        &ctx->variants_text)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_loyalty_push_header(&r->headers_in.headers,
-                                     &ngx_http_loyalty_header_status, status)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (ctx->id.len
-        && ngx_http_loyalty_push_header(&r->headers_in.headers,
-                                        &ngx_http_loyalty_header_id, &ctx->id)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (!ctx->record) {
-        return NGX_OK;
-    }
-
-    if (ngx_http_loyalty_push_header(&r->headers_in.headers,
-                                     &ngx_http_loyalty_header_tier,
-                                     &ctx->tier)
-        != NGX_OK
-        || ngx_http_loyalty_push_header(&r->headers_in.headers,
-                                        &ngx_http_loyalty_header_points,
-                                        &ctx->points)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_loyalty_push_header(ngx_list_t *headers,
-    ngx_http_loyalty_header_t *h, ngx_str_t *value)
-{
-    ngx_table_elt_t  *e;
-
-    e = ngx_list_push(headers);
-    if (e == NULL) {
-        return NGX_ERROR;
-    }
-
-    /* the hash of the lowercase name, as the request parser computes it,
-     * so proxy_set_header and $http_x_loyalty_* find the header */
-
-    e->hash = h->hash;
-    e->key = h->key;
-    e->lowcase_key = h->lowcase.data;
-    e->value = *value;
-
-    return NGX_OK;
 }
 
 
@@ -1643,20 +1441,9 @@ static ngx_int_t
 ngx_http_loyalty_init(ngx_conf_t *cf)
 {
     ngx_http_handler_pt        *h;
-    ngx_http_loyalty_header_t  *hdrs[5];
     ngx_http_core_main_conf_t  *cmcf;
-    ngx_uint_t                  i;
 
-    hdrs[0] = &ngx_http_loyalty_header_id;
-    hdrs[1] = &ngx_http_loyalty_header_tier;
-    hdrs[2] = &ngx_http_loyalty_header_points;
-    hdrs[3] = &ngx_http_loyalty_header_status;
-    hdrs[4] = &ngx_http_loyalty_header_variants;
-
-    for (i = 0; i < 5; i++) {
-        hdrs[i]->hash = ngx_hash_key(hdrs[i]->lowcase.data,
-                                     hdrs[i]->lowcase.len);
-    }
+    ngx_http_loyalty_headers_init();
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
