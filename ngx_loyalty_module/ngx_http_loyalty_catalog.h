@@ -26,4 +26,12 @@ struct ngx_http_loyalty_catalog_s {
 };
 
 
+ngx_http_loyalty_catalog_t *ngx_http_loyalty_catalog_add(ngx_conf_t *cf,
+    ngx_http_loyalty_loc_conf_t *llcf);
+void ngx_http_loyalty_catalog_init_process(ngx_cycle_t *cycle,
+    ngx_http_loyalty_main_conf_t *lmcf);
+void ngx_http_loyalty_catalog_exit_process(ngx_cycle_t *cycle,
+    ngx_http_loyalty_main_conf_t *lmcf);
+
+
 #endif /* _NGX_HTTP_LOYALTY_CATALOG_H_INCLUDED_ */
