@@ -47,9 +47,13 @@ ngx_http_loyalty_catalog_fetch(ngx_event_t *ev)
     if (cat->cmd == NULL) {
         argv[0] = ngx_http_loyalty_get;
         argv[1] = cat->key;
+        ngx_str_null(&err);
 
-        rc = ngx_http_loyalty_redis_send(cat->redis, ngx_cycle->pool,
-                                         ngx_cycle->log,
+        /* without a pool: the transport gives the reply one and
+         * destroys it after the handler, as it does for its own probes;
+         * ngx_cycle->pool kept every fetch's reply for the worker's life */
+
+        rc = ngx_http_loyalty_redis_send(cat->redis, NULL, ngx_cycle->log,
                                          NGX_HTTP_LOYALTY_CATALOG_TIMEOUT,
                                          2, argv,
                                          ngx_http_loyalty_catalog_reply, cat,
