@@ -16,6 +16,9 @@
 #include "ngx_http_loyalty_module.h"
 #include "ngx_http_loyalty_cache.h"
 #include "ngx_http_loyalty_log.h"
+#include "ngx_http_loyalty_metrics.h"
+#include "ngx_http_loyalty_redis.h"
+#include "loyalty_cookie.h"
 
 
 /* values kept per entry: tier, points, then the optional fields */
@@ -340,6 +343,55 @@ ngx_http_loyalty_cache_delete(ngx_http_loyalty_cache_t *cache, ngx_str_t *key)
 }
 
 
+/*
+ * An invalidation message from Redis rd, as the transport hands it over:
+ * evict the id wherever it is cached with that Redis.
+ */
+
+void
+ngx_http_loyalty_cache_invalidate(void *data, ngx_http_loyalty_redis_t *rd,
+    ngx_str_t *id)
+{
+    ngx_http_loyalty_main_conf_t *lmcf = data;
+
+    u_char                         buf[512];
+    ngx_str_t                      key;
+    ngx_uint_t                     i, n;
+    ngx_http_loyalty_cache_use_t  *use;
+
+    if (!loyalty_id_valid(id->data, id->len)) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "loyalty invalidation ignored: not a customer id");
+        return;
+    }
+
+    use = lmcf->cache_uses.elts;
+    n = 0;
+
+    for (i = 0; i < lmcf->cache_uses.nelts; i++) {
+        if (use[i].redis != rd
+            || use[i].prefix.len + id->len > sizeof(buf))
+        {
+            continue;
+        }
+
+        key.data = buf;
+        key.len = ngx_cpymem(ngx_cpymem(buf, use[i].prefix.data,
+                                        use[i].prefix.len),
+                             id->data, id->len)
+                  - buf;
+
+        n += ngx_http_loyalty_cache_delete(use[i].cache, &key);
+    }
+
+    ngx_http_loyalty_metric_add(invalidations, 1);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "loyalty invalidation \"%V\": %ui entries evicted",
+                   id, n);
+}
+
+
 static ngx_http_loyalty_cache_node_t *
 ngx_http_loyalty_cache_find(ngx_http_loyalty_cache_t *cache, ngx_str_t *key,
     uint32_t hash)
@@ -649,6 +701,56 @@ ngx_http_loyalty_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
 
 /* a reload keeps the zone, and so the entries */
+
+/*
+ * A cache used with a Redis and a key prefix: that Redis's invalidation
+ * messages evict prefix + id from it, so each worker subscribes there.
+ */
+
+ngx_int_t
+ngx_http_loyalty_cache_use(ngx_conf_t *cf, ngx_http_loyalty_loc_conf_t *llcf)
+{
+    ngx_uint_t                     i;
+    ngx_http_loyalty_cache_use_t  *use;
+    ngx_http_loyalty_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_loyalty_module);
+
+    use = lmcf->cache_uses.elts;
+
+    for (i = 0; i < lmcf->cache_uses.nelts; i++) {
+        if (use[i].cache == llcf->cache && use[i].redis == llcf->redis
+            && use[i].prefix.len == llcf->key_prefix.len
+            && ngx_strncmp(use[i].prefix.data, llcf->key_prefix.data,
+                           llcf->key_prefix.len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    use = ngx_array_push(&lmcf->cache_uses);
+    if (use == NULL) {
+        return NGX_ERROR;
+    }
+
+    use->cache = llcf->cache;
+    use->redis = llcf->redis;
+    use->prefix = llcf->key_prefix;
+
+    if (lmcf->invalidate_channel.data == NULL) {
+        ngx_str_set(&lmcf->invalidate_channel, "loyalty:invalidate");
+
+    } else if (lmcf->invalidate_channel.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"loyalty_invalidate_channel\" is empty: a "
+                           "cache needs a channel for invalidations");
+        return NGX_ERROR;
+    }
+
+    return ngx_http_loyalty_redis_subscribe(llcf->redis,
+                                            &lmcf->invalidate_channel);
+}
+
 
 static ngx_int_t
 ngx_http_loyalty_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)

@@ -38,10 +38,14 @@ ngx_uint_t ngx_http_loyalty_cache_delete(ngx_http_loyalty_cache_t *cache,
 void ngx_http_loyalty_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel,
     ngx_http_loyalty_rbtree_cmp_pt cmp);
+void ngx_http_loyalty_cache_invalidate(void *data,
+    ngx_http_loyalty_redis_t *rd, ngx_str_t *id);
 char *ngx_http_loyalty_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_loyalty_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_loyalty_cache_use(ngx_conf_t *cf,
+    ngx_http_loyalty_loc_conf_t *llcf);
 
 
 #endif /* _NGX_HTTP_LOYALTY_CACHE_H_INCLUDED_ */

@@ -31,8 +31,7 @@
 
 
 static void ngx_http_loyalty_tick(ngx_event_t *ev);
-static ngx_int_t ngx_http_loyalty_cache_use(ngx_conf_t *cf,
-    ngx_http_loyalty_loc_conf_t *llcf);
+static void ngx_http_loyalty_shutdown(void *data);
 
 static void *ngx_http_loyalty_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_loyalty_create_loc_conf(ngx_conf_t *cf);
@@ -332,9 +331,11 @@ ngx_module_t  ngx_http_loyalty_module = {
  * Called once per Redis connection; each part acts once.
  */
 
-void
-ngx_http_loyalty_shutdown(ngx_cycle_t *cycle)
+static void
+ngx_http_loyalty_shutdown(void *data)
 {
+    ngx_cycle_t  *cycle = data;
+
     ngx_http_loyalty_ab_shutdown(cycle->log);
 }
 
@@ -351,53 +352,6 @@ ngx_http_loyalty_tick(ngx_event_t *ev)
     if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
         ngx_add_timer(ev, 1000);
     }
-}
-
-
-/* an invalidation message from Redis rd: evict the id wherever cached */
-
-void
-ngx_http_loyalty_invalidate(ngx_http_loyalty_redis_t *rd, ngx_str_t *id)
-{
-    u_char                         buf[512];
-    ngx_str_t                      key;
-    ngx_uint_t                     i, n;
-    ngx_http_loyalty_cache_use_t  *use;
-    ngx_http_loyalty_main_conf_t  *lmcf;
-
-    lmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_loyalty_module);
-
-    if (lmcf == NULL || !loyalty_id_valid(id->data, id->len)) {
-        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "loyalty invalidation ignored: not a customer id");
-        return;
-    }
-
-    use = lmcf->cache_uses.elts;
-    n = 0;
-
-    for (i = 0; i < lmcf->cache_uses.nelts; i++) {
-        if (use[i].redis != rd
-            || use[i].prefix.len + id->len > sizeof(buf))
-        {
-            continue;
-        }
-
-        key.data = buf;
-        key.len = ngx_cpymem(ngx_cpymem(buf, use[i].prefix.data,
-                                        use[i].prefix.len),
-                             id->data, id->len)
-                  - buf;
-
-        n += ngx_http_loyalty_cache_delete(use[i].cache, &key);
-    }
-
-    ngx_http_loyalty_metric_add(invalidations, 1);
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "loyalty invalidation \"%V\": %ui entries evicted",
-                   id, n);
 }
 
 
@@ -607,56 +561,6 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
-}
-
-
-/*
- * A cache used with a Redis and a key prefix: that Redis's invalidation
- * messages evict prefix + id from it, so each worker subscribes there.
- */
-
-static ngx_int_t
-ngx_http_loyalty_cache_use(ngx_conf_t *cf, ngx_http_loyalty_loc_conf_t *llcf)
-{
-    ngx_uint_t                     i;
-    ngx_http_loyalty_cache_use_t  *use;
-    ngx_http_loyalty_main_conf_t  *lmcf;
-
-    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_loyalty_module);
-
-    use = lmcf->cache_uses.elts;
-
-    for (i = 0; i < lmcf->cache_uses.nelts; i++) {
-        if (use[i].cache == llcf->cache && use[i].redis == llcf->redis
-            && use[i].prefix.len == llcf->key_prefix.len
-            && ngx_strncmp(use[i].prefix.data, llcf->key_prefix.data,
-                           llcf->key_prefix.len) == 0)
-        {
-            return NGX_OK;
-        }
-    }
-
-    use = ngx_array_push(&lmcf->cache_uses);
-    if (use == NULL) {
-        return NGX_ERROR;
-    }
-
-    use->cache = llcf->cache;
-    use->redis = llcf->redis;
-    use->prefix = llcf->key_prefix;
-
-    if (lmcf->invalidate_channel.data == NULL) {
-        ngx_str_set(&lmcf->invalidate_channel, "loyalty:invalidate");
-
-    } else if (lmcf->invalidate_channel.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"loyalty_invalidate_channel\" is empty: a "
-                           "cache needs a channel for invalidations");
-        return NGX_ERROR;
-    }
-
-    return ngx_http_loyalty_redis_subscribe(llcf->redis,
-                                            &lmcf->invalidate_channel);
 }
 
 
@@ -977,6 +881,8 @@ ngx_http_loyalty_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_loyalty_init_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                     i;
+    ngx_http_loyalty_redis_t     **rdp;
     ngx_http_loyalty_main_conf_t  *lmcf;
 
     lmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_loyalty_module);
@@ -993,6 +899,19 @@ ngx_http_loyalty_init_process(ngx_cycle_t *cycle)
     ngx_http_loyalty_tick_event.cancelable = 1;
 
     ngx_add_timer(&ngx_http_loyalty_tick_event, 1000);
+
+    /* the transport calls nothing above it: it is told here what to do
+     * with an invalidation message, and when the worker shuts down */
+
+    ngx_http_loyalty_redis_on_shutdown(ngx_http_loyalty_shutdown, cycle);
+
+    rdp = lmcf->backends.elts;
+
+    for (i = 0; i < lmcf->backends.nelts; i++) {
+        ngx_http_loyalty_redis_on_message(rdp[i],
+                                          ngx_http_loyalty_cache_invalidate,
+                                          lmcf);
+    }
 
     if (ngx_http_loyalty_redis_init_process(cycle, lmcf) != NGX_OK) {
         return NGX_ERROR;

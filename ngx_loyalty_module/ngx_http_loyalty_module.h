@@ -180,13 +180,6 @@ typedef struct {
 extern ngx_module_t  ngx_http_loyalty_module;
 
 
-/* ngx_http_loyalty_module.c */
-ngx_http_loyalty_ctx_t *ngx_http_loyalty_get_ctx(ngx_http_request_t *r);
-ngx_str_t *ngx_http_loyalty_status_name(ngx_http_loyalty_ctx_t *ctx);
-void ngx_http_loyalty_shutdown(ngx_cycle_t *cycle);
-void ngx_http_loyalty_invalidate(ngx_http_loyalty_redis_t *rd,
-    ngx_str_t *id);
-
 /* ngx_http_loyalty_ab.c */
 ngx_int_t ngx_http_loyalty_ab_request(ngx_http_request_t *r,
     ngx_http_loyalty_loc_conf_t *llcf, ngx_http_loyalty_ctx_t *ctx);

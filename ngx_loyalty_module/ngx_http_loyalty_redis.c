@@ -140,9 +140,11 @@ struct ngx_http_loyalty_cluster_s {
 
 
 struct ngx_http_loyalty_redis_s {
-    ngx_str_t                        name;
-    ngx_http_loyalty_redis_node_t   *node;        /* single Redis */
-    ngx_http_loyalty_cluster_t      *cluster;     /* or a cluster */
+    ngx_str_t                          name;
+    ngx_http_loyalty_redis_node_t     *node;      /* single Redis */
+    ngx_http_loyalty_cluster_t        *cluster;   /* or a cluster */
+    ngx_http_loyalty_redis_message_pt  message;   /* invalidations */
+    void                              *message_data;
 };
 
 
@@ -290,6 +292,10 @@ static ngx_uint_t  ngx_http_loyalty_redis_expired;
 /* two call sites, one cause */
 static ngx_http_loyalty_log_guard_t  ngx_http_loyalty_redis_connect_guard =
     { "redis connect failed", 0, 0, NGX_LOG_ERR, NULL, 0 };
+
+/* what the worker's graceful shutdown calls, set in init_process */
+static ngx_http_loyalty_redis_shutdown_pt   ngx_http_loyalty_redis_stop;
+static void                                *ngx_http_loyalty_redis_stop_data;
 
 
 /*
@@ -1158,7 +1164,11 @@ ngx_http_loyalty_redis_read_handler(ngx_event_t *ev)
 
         /* the worker shuts down gracefully: the connection stays for the
          * last writes, and the worker waits for their replies */
-        ngx_http_loyalty_shutdown((ngx_cycle_t *) ngx_cycle);
+
+        if (ngx_http_loyalty_redis_stop != NULL) {
+            ngx_http_loyalty_redis_stop(ngx_http_loyalty_redis_stop_data);
+        }
+
         return;
     }
 
@@ -1698,6 +1708,7 @@ ngx_http_loyalty_redis_sub_handler(redisAsyncContext *ac, void *r,
 {
     redisReply                     *rr = r;
     ngx_str_t                       id;
+    ngx_http_loyalty_redis_t       *rd;
     ngx_http_loyalty_redis_conn_t  *conn = privdata;
     ngx_http_loyalty_redis_node_t  *node;
 
@@ -1744,7 +1755,11 @@ ngx_http_loyalty_redis_sub_handler(redisAsyncContext *ac, void *r,
     id.data = (u_char *) rr->element[2]->str;
     id.len = rr->element[2]->len;
 
-    ngx_http_loyalty_invalidate(node->backend, &id);
+    rd = node->backend;
+
+    if (rd->message != NULL) {
+        rd->message(rd->message_data, rd, &id);
+    }
 }
 
 
@@ -2495,6 +2510,30 @@ ngx_http_loyalty_redis_subscribe(ngx_http_loyalty_redis_t *rd,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The transport calls nothing above it: what to do with a message on the
+ * backend's channel, and at the worker's graceful shutdown, is given here
+ * in init_process.
+ */
+
+void
+ngx_http_loyalty_redis_on_message(ngx_http_loyalty_redis_t *rd,
+    ngx_http_loyalty_redis_message_pt handler, void *data)
+{
+    rd->message = handler;
+    rd->message_data = data;
+}
+
+
+void
+ngx_http_loyalty_redis_on_shutdown(ngx_http_loyalty_redis_shutdown_pt handler,
+    void *data)
+{
+    ngx_http_loyalty_redis_stop = handler;
+    ngx_http_loyalty_redis_stop_data = data;
 }
 
 

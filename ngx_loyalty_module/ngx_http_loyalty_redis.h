@@ -56,6 +56,14 @@ typedef void (*ngx_http_loyalty_redis_handler_pt)(void *data, ngx_int_t rc,
     ngx_http_loyalty_reply_t *reply, ngx_str_t *err);
 
 
+/* a message on the invalidation channel of backend rd */
+typedef void (*ngx_http_loyalty_redis_message_pt)(void *data,
+    ngx_http_loyalty_redis_t *rd, ngx_str_t *message);
+
+/* the worker's graceful shutdown has begun: the last writes go now */
+typedef void (*ngx_http_loyalty_redis_shutdown_pt)(void *data);
+
+
 ngx_int_t ngx_http_loyalty_redis_send(ngx_http_loyalty_redis_t *rd,
     ngx_pool_t *pool, ngx_log_t *log, ngx_msec_t timeout,
     ngx_uint_t argc, ngx_str_t *argv,
@@ -74,6 +82,10 @@ void ngx_http_loyalty_redis_use(ngx_http_loyalty_redis_t *rd,
     ngx_msec_t connect_timeout);
 ngx_int_t ngx_http_loyalty_redis_subscribe(ngx_http_loyalty_redis_t *rd,
     ngx_str_t *channel);
+void ngx_http_loyalty_redis_on_message(ngx_http_loyalty_redis_t *rd,
+    ngx_http_loyalty_redis_message_pt handler, void *data);
+void ngx_http_loyalty_redis_on_shutdown(
+    ngx_http_loyalty_redis_shutdown_pt handler, void *data);
 ngx_int_t ngx_http_loyalty_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_loyalty_main_conf_t *lmcf);
 void ngx_http_loyalty_redis_exit_process(ngx_cycle_t *cycle,
