@@ -37,14 +37,6 @@ static void *ngx_http_loyalty_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_loyalty_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
-static char *ngx_http_loyalty_redis(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_loyalty_redis_auth(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_loyalty_redis_breaker(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static char *ngx_http_loyalty_redis_cluster(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
 static char *ngx_http_loyalty_inject(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_loyalty_positive_msec(ngx_conf_t *cf, void *post,
@@ -89,14 +81,14 @@ static ngx_command_t  ngx_http_loyalty_commands[] = {
 
     { ngx_string("loyalty_redis"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
-      ngx_http_loyalty_redis,
+      ngx_http_loyalty_redis_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("loyalty_redis_auth"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE12,
-      ngx_http_loyalty_redis_auth,
+      ngx_http_loyalty_redis_auth_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -250,7 +242,7 @@ static ngx_command_t  ngx_http_loyalty_commands[] = {
 
     { ngx_string("loyalty_redis_cluster"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_1MORE,
-      ngx_http_loyalty_redis_cluster,
+      ngx_http_loyalty_redis_cluster_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -264,7 +256,7 @@ static ngx_command_t  ngx_http_loyalty_commands[] = {
 
     { ngx_string("loyalty_redis_breaker"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_1MORE,
-      ngx_http_loyalty_redis_breaker,
+      ngx_http_loyalty_redis_breaker_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -447,32 +439,13 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
 
-    if (conf->redis_conf.address.data == NULL) {
-        conf->redis_conf.address = prev->redis_conf.address;
-        conf->redis_conf.cluster = prev->redis_conf.cluster;
-    }
-
-    ngx_conf_merge_value(conf->redis_conf.read_replicas,
-                         prev->redis_conf.read_replicas, 0);
-
-    if (conf->redis_conf.password.data == NULL) {
-        conf->redis_conf.user = prev->redis_conf.user;
-        conf->redis_conf.password = prev->redis_conf.password;
-    }
-
-    ngx_conf_merge_value(conf->redis_conf.db, prev->redis_conf.db, 0);
-
-    if (conf->redis_conf.cluster != NULL && conf->redis_conf.db > 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"loyalty_redis_db\" %i with "
-                           "\"loyalty_redis_cluster\": a Redis Cluster "
-                           "has only database 0", conf->redis_conf.db);
+    if (ngx_http_loyalty_redis_merge_conf(cf, &prev->redis_conf,
+                                          &conf->redis_conf)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
-    ngx_conf_merge_uint_value(conf->redis_conf.breaker_failures,
-                              prev->redis_conf.breaker_failures, 0);
-    ngx_conf_merge_msec_value(conf->redis_conf.breaker_cooldown,
-                              prev->redis_conf.breaker_cooldown, 2000);
+
     ngx_conf_merge_ptr_value(conf->cache, prev->cache, NULL);
     ngx_conf_merge_msec_value(conf->cache_stale, prev->cache_stale, 60000);
     ngx_conf_merge_ptr_value(conf->secret, prev->secret, NULL);
@@ -564,200 +537,7 @@ ngx_http_loyalty_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-static char *
-ngx_http_loyalty_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_loyalty_loc_conf_t *llcf = conf;
-
-    ngx_str_t  *value;
-
-    if (llcf->redis_conf.cluster != NULL) {
-        return "cannot be combined with \"loyalty_redis_cluster\" in the "
-               "same context";
-    }
-
-    if (llcf->redis_conf.address.data != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    /* checked here to point at this line; connected to at merge time,
-     * when the credentials of the same level are known */
-
-    if (ngx_http_loyalty_redis_check(cf, &value[1], 0) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    llcf->redis_conf.address = value[1];
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_loyalty_redis_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_loyalty_loc_conf_t *llcf = conf;
-
-    ngx_str_t  *value;
-
-    if (llcf->redis_conf.password.data != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (cf->args->nelts == 3) {
-        llcf->redis_conf.user = value[1];
-        llcf->redis_conf.password = value[2];
-
-        if (value[1].len == 0) {
-            return "has an empty user name";
-        }
-
-    } else {
-        llcf->redis_conf.password = value[1];
-    }
-
-    if (llcf->redis_conf.password.len == 0) {
-        return "has an empty password";
-    }
-
-    return NGX_CONF_OK;
-}
-
-
 /* ngx_conf_set_enum_slot's message would not name the directive */
-
-/*
- * loyalty_redis_cluster address ...;  the seeds; the first also stands as
- * the level's address, so that a cluster is inherited like loyalty_redis
- */
-
-static char *
-ngx_http_loyalty_redis_cluster(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_loyalty_loc_conf_t *llcf = conf;
-
-    ngx_str_t   *value, *s;
-    ngx_uint_t   i;
-
-    if (llcf->redis_conf.cluster != NULL) {
-        return "is duplicate";
-    }
-
-    if (llcf->redis_conf.address.data != NULL) {
-        return "cannot be combined with \"loyalty_redis\" in the same "
-               "context";
-    }
-
-    value = cf->args->elts;
-
-    llcf->redis_conf.cluster = ngx_array_create(cf->pool, cf->args->nelts,
-                                                sizeof(ngx_str_t));
-    if (llcf->redis_conf.cluster == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        if (ngx_http_loyalty_redis_check(cf, &value[i], 1) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-
-        if (value[i].len >= 5 && ngx_strncmp(value[i].data, "unix:", 5) == 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"loyalty_redis_cluster\" node \"%V\": a "
-                               "cluster is reached over TCP, not a unix "
-                               "socket", &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        s = ngx_array_push(llcf->redis_conf.cluster);
-        if (s == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        *s = value[i];
-    }
-
-    llcf->redis_conf.address = value[1];
-
-    return NGX_CONF_OK;
-}
-
-
-/* loyalty_redis_breaker failures=number cooldown=time | off; */
-
-static char *
-ngx_http_loyalty_redis_breaker(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_loyalty_loc_conf_t *llcf = conf;
-
-    ngx_int_t    n;
-    ngx_str_t   *value, s;
-    ngx_uint_t   i;
-
-    if (llcf->redis_conf.breaker_failures != NGX_CONF_UNSET_UINT) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
-        llcf->redis_conf.breaker_failures = 0;
-        llcf->redis_conf.breaker_cooldown = 2000;
-        return NGX_CONF_OK;
-    }
-
-    llcf->redis_conf.breaker_failures = 5;
-    llcf->redis_conf.breaker_cooldown = 2000;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "failures=", 9) == 0) {
-            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
-
-            if (n == NGX_ERROR || n < 1 || n > 1000000) {
-                goto invalid;
-            }
-
-            llcf->redis_conf.breaker_failures = n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "cooldown=", 9) == 0) {
-            s.data = value[i].data + 9;
-            s.len = value[i].len - 9;
-
-            n = ngx_parse_time(&s, 0);
-
-            if (n == NGX_ERROR || n == 0) {
-                goto invalid;
-            }
-
-            llcf->redis_conf.breaker_cooldown = (ngx_msec_t) n;
-            continue;
-        }
-
-        goto invalid;
-    }
-
-    return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\": expected "
-                       "failures=number (1 or more), cooldown=time (more "
-                       "than 0), or off", &value[i]);
-
-    return NGX_CONF_ERROR;
-}
-
 
 static char *
 ngx_http_loyalty_inject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)

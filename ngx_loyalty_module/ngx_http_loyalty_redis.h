@@ -91,5 +91,17 @@ ngx_int_t ngx_http_loyalty_redis_init_process(ngx_cycle_t *cycle,
 void ngx_http_loyalty_redis_exit_process(ngx_cycle_t *cycle,
     ngx_http_loyalty_main_conf_t *lmcf);
 
+/* ngx_http_loyalty_redis_conf.c */
+char *ngx_http_loyalty_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_loyalty_redis_auth_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_loyalty_redis_cluster_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_loyalty_redis_breaker_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_loyalty_redis_merge_conf(ngx_conf_t *cf,
+    ngx_http_loyalty_redis_conf_t *prev, ngx_http_loyalty_redis_conf_t *conf);
+
 
 #endif /* _NGX_HTTP_LOYALTY_REDIS_H_INCLUDED_ */
