@@ -1,10 +1,9 @@
 /*
  * Copyright (C) ngx_loyalty_module authors
  *
- * The hub: directives, variables, and the REWRITE-phase handler that reads
- * the customer cookie, asks Redis for the loyalty record without blocking
- * the worker, and resumes the request with $loyalty_* set and the
- * X-Loyalty-* request headers in place for the upstream.
+ * The module itself: its directives, the configuration's creation and
+ * merge, and what each worker starts and stops.  Each part it ties
+ * together has a file of its own (README.md, "Project layout").
  */
 
 
@@ -13,21 +12,18 @@
 #include <ngx_http.h>
 
 #include "ngx_http_loyalty_module.h"
-#include "ngx_http_loyalty_ctx.h"
-#include "ngx_http_loyalty_handler.h"
 #include "ngx_http_loyalty_log.h"
 #include "ngx_http_loyalty_metrics.h"
 #include "ngx_http_loyalty_redis.h"
 #include "ngx_http_loyalty_cache.h"
+#include "ngx_http_loyalty_cookie.h"
+#include "ngx_http_loyalty_handler.h"
 #include "ngx_http_loyalty_lookup.h"
 #include "ngx_http_loyalty_headers.h"
 #include "ngx_http_loyalty_variables.h"
 #include "ngx_http_loyalty_catalog.h"
-#include "ngx_http_loyalty_cookie.h"
 #include "ngx_http_loyalty_json.h"
 #include "ngx_http_loyalty_filter.h"
-#include "loyalty_cookie.h"
-#include "loyalty_record.h"
 
 
 static void ngx_http_loyalty_tick(ngx_event_t *ev);
@@ -49,7 +45,8 @@ static ngx_int_t ngx_http_loyalty_init_process(ngx_cycle_t *cycle);
 static void ngx_http_loyalty_exit_process(ngx_cycle_t *cycle);
 
 
-static ngx_event_t                    ngx_http_loyalty_tick_event;
+/* every second, in every worker: log summaries, Redis upkeep */
+static ngx_event_t  ngx_http_loyalty_tick_event;
 
 
 static ngx_conf_enum_t  ngx_http_loyalty_inject_modes[] = {
